@@ -1,0 +1,36 @@
+# The README's two commands: `make demo` and `make test`. Both create .venv when it is missing
+# (or when setup.py changed) and install the package into it with its test extra.
+
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+PY := $(VENV)/bin/python
+DEMO_DIR ?= demo_out
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint format clean venv
+
+venv: $(STAMP)
+
+$(STAMP): setup.py
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m chatpose_jax.demo --workdir $(DEMO_DIR)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check chatpose_jax data_pipelines configs launch tests
+	$(VENV)/bin/ruff format --check chatpose_jax data_pipelines configs launch tests
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format chatpose_jax data_pipelines configs launch tests
+	$(VENV)/bin/ruff check --fix chatpose_jax data_pipelines configs launch tests
+
+test: lint
+	$(VENV)/bin/pytest tests $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info $(DEMO_DIR)

@@ -1,0 +1,1 @@
+"""The ChatPose model: CLIP tower, projector, LLaMA decoder, pose head, LoRA."""

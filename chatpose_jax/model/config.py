@@ -1,0 +1,127 @@
+"""Typed, frozen model configuration (built from `config.model` of an experiment config).
+
+Families (LLaMA, Mistral, Qwen2; CLIP, SigLIP) are data here, read by one decoder and one tower.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+
+@dataclasses.dataclass(frozen=True)
+class VisionConfig:
+    """A ViT vision tower (CLIP ViT-L/14-336 for LLaVA-1.5)."""
+
+    image_size: int  # input side in pixels (336 for LLaVA-1.5)
+    patch_size: int  # patch side in pixels (14)
+    hidden_size: int  # tower width (1024 for ViT-L)
+    intermediate_size: int  # MLP width (4096)
+    num_layers: int  # encoder layers (24)
+    num_heads: int  # attention heads (16)
+    num_channels: int = 3
+    layer_norm_eps: float = 1e-5
+    feature_layer: int = -2  # hidden state fed to the projector; -2 = penultimate (LLaVA-1.5)
+    feature_select: Literal["default", "full"] = "default"  # "default" drops the CLS token
+    class_token: bool = True  # CLIP has one; SigLIP has none
+
+    def __post_init__(self):
+        if self.image_size % self.patch_size:
+            raise ValueError(f"vision.image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"vision.hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if not -self.num_layers - 1 <= self.feature_layer <= self.num_layers:
+            raise ValueError(f"vision.feature_layer {self.feature_layer} is outside a {self.num_layers}-layer tower")
+        if self.feature_select == "default" and not self.class_token:
+            raise ValueError('vision.feature_select "default" drops a CLS token, but class_token is false: use "full"')
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+    @property
+    def num_image_tokens(self) -> int:
+        """Tokens one image contributes to the decoder (576 for CLIP-L/14 at 336 px)."""
+        return self.num_patches + int(self.class_token and self.feature_select == "full")
+
+
+@dataclasses.dataclass(frozen=True)
+class TextConfig:
+    """A LLaMA-style decoder (Vicuna for LLaVA-1.5)."""
+
+    vocab_size: int  # rows of the embedding and LM head, including added tokens
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int  # grouped-query attention when < num_heads
+    head_dim: int = 0  # 0 = hidden_size // num_heads
+    rope_theta: float = 10000.0
+    rms_norm_eps: float = 1e-5
+    max_position_embeddings: int = 4096
+    tie_word_embeddings: bool = False
+
+    def __post_init__(self):
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"text.num_heads {self.num_heads} is not a multiple of num_kv_heads {self.num_kv_heads}")
+        if not self.head_dim and self.hidden_size % self.num_heads:
+            raise ValueError(f"text.hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+
+    @property
+    def resolved_head_dim(self) -> int:
+        return self.head_dim or self.hidden_size // self.num_heads
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectorConfig:
+    """Vision-to-text projector; LLaVA-1.5 uses `mlp2x_gelu`: Linear - GELU(erf) - Linear."""
+
+    type: Literal["mlp2x_gelu", "linear"] = "mlp2x_gelu"
+    bias: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class PoseHeadConfig:
+    """Linear(d, d) - ReLU - Linear(d, num_joints * 6) on the state before each `<POSE>`."""
+
+    num_joints: int = 24  # joint 0 = global orientation, 1..23 = SMPL body pose
+    max_poses: int = 1  # static number of `<POSE>` slots read per sequence
+
+
+@dataclasses.dataclass(frozen=True)
+class LoraConfig:
+    """Low-rank adapters on decoder linears (LISA's defaults)."""
+
+    rank: int = 8  # 0 disables LoRA
+    alpha: float = 16.0
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "v_proj")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Everything that fixes the shapes and numerics of `ChatPose`."""
+
+    vision: VisionConfig
+    text: TextConfig
+    projector: ProjectorConfig = ProjectorConfig()
+    pose_head: PoseHeadConfig = PoseHeadConfig()
+    lora: LoraConfig = LoraConfig()
+    image_token_id: int = 32000  # placeholder id repeated once per image token (HF convention)
+    pose_token_id: int = 32002  # `<POSE>`, appended after the existing vocabulary
+    pad_token_id: int = 0
+    bos_token_id: int = 1
+    eos_token_id: int = 2
+    dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"  # compute dtype
+    param_dtype: Literal["float32", "bfloat16"] = "float32"  # storage dtype of parameters
+    attention_impl: Literal["reference", "xla", "cudnn"] = "xla"  # see model/attention.py
+    remat_policy: Literal["none", "full", "dots", "dots_no_batch"] = "none"
+    scan_layers: bool = False  # decoder layers under nn.scan (flat compile time in depth)
+
+    def __post_init__(self):
+        for name in ("image_token_id", "pose_token_id", "pad_token_id", "bos_token_id", "eos_token_id"):
+            value = getattr(self, name)
+            if not 0 <= value < self.text.vocab_size:
+                raise ValueError(f"model.{name} {value} is outside the vocabulary of {self.text.vocab_size}")
+        if self.image_token_id == self.pose_token_id:
+            raise ValueError("model.image_token_id and model.pose_token_id must differ")
