@@ -49,7 +49,7 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             return tuple(_convert(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
         if len(args) != len(value):
             raise ConfigError(f"{path}: expected {len(args)} items, got {len(value)}: {value!r}")
-        return tuple(_convert(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(args, value)))
+        return tuple(_convert(v, a, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
     if tp is Any:
         return value
     if tp is float:
@@ -94,9 +94,7 @@ def from_config_dict(cls: type[T], cfg: Any, path: str = "config") -> T:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(mapping) - set(fields))
     if unknown:
-        raise ConfigError(
-            f"{path}.{unknown[0]}: unknown field (known fields of {path}: {', '.join(sorted(fields))})"
-        )
+        raise ConfigError(f"{path}.{unknown[0]}: unknown field (known fields of {path}: {', '.join(sorted(fields))})")
     kwargs = {}
     for name, field in fields.items():
         if name not in mapping:

@@ -24,6 +24,7 @@ class VisionConfig:
     feature_layer: int = -2  # hidden state fed to the projector; -2 = penultimate (LLaVA-1.5)
     feature_select: Literal["default", "full"] = "default"  # "default" drops the CLS token
     class_token: bool = True  # CLIP has one; SigLIP has none
+    hidden_act: Literal["quick_gelu", "gelu", "gelu_tanh"] = "quick_gelu"  # CLIP: quick_gelu
 
     def __post_init__(self):
         if self.image_size % self.patch_size:
@@ -60,6 +61,7 @@ class TextConfig:
     rms_norm_eps: float = 1e-5
     max_position_embeddings: int = 4096
     tie_word_embeddings: bool = False
+    qkv_bias: bool = False  # bias on q/k/v projections (Qwen2); LLaMA has none
 
     def __post_init__(self):
         if self.num_heads % self.num_kv_heads:
@@ -117,6 +119,7 @@ class ModelConfig:
     attention_impl: Literal["reference", "xla", "cudnn"] = "xla"  # see model/attention.py
     remat_policy: Literal["none", "full", "dots", "dots_no_batch"] = "none"
     scan_layers: bool = False  # decoder layers under nn.scan (flat compile time in depth)
+    initializer_range: float = 0.02  # std of the normal init of fresh kernels and embeddings
 
     def __post_init__(self):
         for name in ("image_token_id", "pose_token_id", "pad_token_id", "bos_token_id", "eos_token_id"):
@@ -125,3 +128,18 @@ class ModelConfig:
                 raise ValueError(f"model.{name} {value} is outside the vocabulary of {self.text.vocab_size}")
         if self.image_token_id == self.pose_token_id:
             raise ValueError("model.image_token_id and model.pose_token_id must differ")
+
+    @property
+    def head_dim(self) -> int:
+        return self.text.resolved_head_dim
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (JSON-serialisable); `model_config_from_dict` inverts it."""
+        return dataclasses.asdict(self)
+
+
+def model_config_from_dict(d: dict) -> ModelConfig:
+    """Inverse of `ModelConfig.to_dict` (lists from JSON become tuples), checked field by field."""
+    from chatpose_jax.config_types import from_config_dict
+
+    return from_config_dict(ModelConfig, d, "model")

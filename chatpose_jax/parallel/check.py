@@ -23,9 +23,7 @@ def global_device_sum() -> tuple[float, float]:
     devices = jax.devices()
     mesh = jax.sharding.Mesh(np.asarray(devices), ("d",))
     sharding = NamedSharding(mesh, PartitionSpec("d"))
-    local = [
-        jax.device_put(np.full((1,), jax.process_index() + 1, np.float32), d) for d in jax.local_devices()
-    ]
+    local = [jax.device_put(np.full((1,), jax.process_index() + 1, np.float32), d) for d in jax.local_devices()]
     values = jax.make_array_from_single_device_arrays((len(devices),), sharding, local)
     got = float(jax.jit(jnp.sum, out_shardings=NamedSharding(mesh, PartitionSpec()))(values))
     expected = float(sum(d.process_index + 1 for d in devices))

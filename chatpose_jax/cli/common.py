@@ -1,0 +1,72 @@
+"""Pieces shared by the command-line tools: the --config flag, validation, plain failures."""
+
+from __future__ import annotations
+
+import sys
+
+import jax
+from absl import app, flags
+from ml_collections import config_flags
+
+from chatpose_jax.config_types import ConfigError
+from chatpose_jax.experiment import Experiment, load_experiment
+
+NOT_BUILT_EXIT_CODE = 2
+
+
+def define_config_flag(required: bool = True) -> flags.FlagHolder:
+    """`--config path/to/config.py[:arg]` plus `--config.section.field=value` overrides."""
+    holder = config_flags.DEFINE_config_file(
+        "config",
+        default=None,
+        help_string="Experiment config file (configs/*.py), optionally `:arg`. Any field can be "
+        "overridden: --config.optimizer.lr=1e-4",
+        lock_config=True,
+    )
+    if required:
+        flags.mark_flag_as_required("config")
+    return holder
+
+
+def validated_experiment(config, num_devices: int | None = None) -> Experiment:
+    """Validates the config against the global device count; exits with the field at fault."""
+    try:
+        return load_experiment(config, jax.device_count() if num_devices is None else num_devices)
+    except ConfigError as e:
+        fail(f"invalid config: {e}")
+
+
+def fail(message: str, code: int = 1):
+    """Prints `message` to stderr and exits: a clear error instead of a traceback."""
+    prog = sys.argv[0].rsplit("/", 1)[-1]
+    print(f"{prog}: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def not_built(what: str, issue: str):
+    """Says plainly that a tool is not built yet (and exits non-zero, so no script mistakes it for work)."""
+    fail(f"{what} is not built yet (planned in the issue '{issue}').", NOT_BUILT_EXIT_CODE)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's parser, with config-override mistakes turned into one clear line."""
+    try:
+        return flags.FLAGS(argv)
+    except SystemExit as e:
+        # absl exits 1 after printing --help; asking for help is not a failure.
+        help_asked = any(a in ("--help", "-h", "--helpfull", "--helpshort", "-?") for a in argv[1:])
+        sys.exit(0 if help_asked else e.code)
+    except flags.Error as e:
+        fail(f"{e}\nPass --help for the flags.")
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        # ml_collections raises these for `--config.a.b=v` with an unknown field or a bad value.
+        detail = str(e).strip("'\"").replace("\\'", "'").replace("\\n", " ").replace("\n", " ")
+        overrides = [a for a in argv[1:] if a.startswith("--config.")]
+        named = [a for a in overrides if f"'{a.split('=', 1)[0].rsplit('.', 1)[-1]}'" in detail]
+        override = (named or overrides or ["--config.*"])[0]
+        fail(f"cannot apply the config override {override}: {detail}")
+
+
+def run_app(main) -> None:
+    """`absl.app.run` with config-override errors reported without a traceback."""
+    app.run(main, flags_parser=_parse_flags)

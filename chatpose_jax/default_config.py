@@ -1,0 +1,150 @@
+"""Shared defaults of every experiment config, and the two published fine-tuning recipes.
+
+`configs/*.py` start from `base_config()` and change a few fields. Every field has a comment;
+the typed meaning of each lives in `chatpose_jax.experiment` and `chatpose_jax.model.config`.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from chatpose_jax.parallel.mesh import DEFAULT_LOGICAL_AXIS_RULES
+
+
+def clip_vit_l14_336() -> ml_collections.ConfigDict:
+    """CLIP ViT-L/14 at 336 px, LLaVA-1.5's tower (penultimate layer, CLS dropped: 576 tokens)."""
+    return ml_collections.ConfigDict(
+        dict(
+            image_size=336,  # pixels
+            patch_size=14,  # pixels; (336/14)^2 = 576 patches
+            hidden_size=1024,  # tower width
+            intermediate_size=4096,  # tower MLP width
+            num_layers=24,  # encoder layers
+            num_heads=16,  # attention heads
+            num_channels=3,  # RGB
+            layer_norm_eps=1e-5,
+            feature_layer=-2,  # penultimate hidden state feeds the projector
+            feature_select="default",  # drop CLS
+            class_token=True,  # CLIP has a class embedding
+        )
+    )
+
+
+def vicuna(hidden_size: int, num_layers: int, num_heads: int, intermediate_size: int) -> ml_collections.ConfigDict:
+    """A Vicuna-v1.5 (LLaMA-2) decoder with the llava-hf vocabulary (32000 + image + pad, padded to 32064)."""
+    return ml_collections.ConfigDict(
+        dict(
+            vocab_size=32064,  # llava-hf pads 32002 tokens to 32064 rows; <POSE> takes id 32002
+            hidden_size=hidden_size,
+            intermediate_size=intermediate_size,  # SwiGLU width
+            num_layers=num_layers,
+            num_heads=num_heads,
+            num_kv_heads=num_heads,  # LLaMA-2 7B/13B use full multi-head attention
+            head_dim=0,  # 0 = hidden_size // num_heads
+            rope_theta=10000.0,
+            rms_norm_eps=1e-5,
+            max_position_embeddings=4096,
+            tie_word_embeddings=False,
+        )
+    )
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Defaults shared by all experiments (the LISA recipe on a LLaVA-1.5-7B-shaped model)."""
+    c = ml_collections.ConfigDict()
+    c.name = "chatpose"  # run name, used in logs
+    c.init_checkpoint = ""  # orbax checkpoint or HF folder to start from ("" = random init)
+
+    c.model = ml_collections.ConfigDict()
+    c.model.vision = clip_vit_l14_336()
+    c.model.text = vicuna(hidden_size=4096, num_layers=32, num_heads=32, intermediate_size=11008)
+    c.model.projector = ml_collections.ConfigDict(dict(type="mlp2x_gelu", bias=True))  # Linear-GELU-Linear
+    c.model.pose_head = ml_collections.ConfigDict(dict(num_joints=24, max_poses=1))  # 24 x 6D rotations
+    c.model.lora = ml_collections.ConfigDict(
+        dict(rank=8, alpha=16.0, dropout=0.05, target_modules=("q_proj", "v_proj"))  # LISA's defaults
+    )
+    c.model.image_token_id = 32000  # llava-hf's <image>, repeated once per image token
+    c.model.pose_token_id = 32002  # <POSE>, appended after <image> (32000) and <pad> (32001)
+    c.model.pad_token_id = 32001
+    c.model.bos_token_id = 1  # <s>
+    c.model.eos_token_id = 2  # </s>
+    c.model.dtype = "bfloat16"  # compute dtype; norms, softmax and losses stay float32
+    c.model.param_dtype = "float32"  # storage dtype of parameters
+    c.model.attention_impl = "xla"  # "reference" | "xla" | "cudnn" (fused, GPU bf16)
+    c.model.remat_policy = "full"  # gradient checkpointing of decoder layers
+    c.model.scan_layers = False  # decoder layers under nn.scan
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = -1  # -1 = every device not used by the other axes
+    c.mesh.fsdp = 1  # shards parameters and the batch (ZeRO-3 style)
+    c.mesh.tensor = 1  # shards heads / MLP width / vocabulary
+    c.mesh.num_slices = 1  # TPU slices or GPU nodes the data axis spans
+    c.mesh.logical_axis_rules = DEFAULT_LOGICAL_AXIS_RULES  # logical axis -> mesh axes
+
+    c.train = ml_collections.ConfigDict()
+    c.train.num_steps = 5000  # LISA: 10 epochs x 500 steps
+    c.train.batch_size = 160  # global sequences per optimizer step (LISA: 2 x 10 accum x 8 GPUs)
+    c.train.grad_accum_steps = 10  # micro-batches per optimizer step
+    c.train.max_text_length = 512  # text tokens per sequence; image tokens come on top
+    c.train.seed = 0
+    c.train.log_every = 10  # steps between metric lines
+    c.train.checkpoint_every = 500  # steps between checkpoints
+    c.train.keep_checkpoints = 3  # newest checkpoints kept
+    c.train.trainable = "lora_and_full_embeddings"  # LISA trains embed_tokens and lm_head fully
+    c.train.loss = ml_collections.ConfigDict(
+        dict(
+            ce_weight=1.0,  # cross-entropy on the assistant's answer tokens
+            pose_weight=0.1,  # L1 on rotation matrices (ChatPose's recipe)
+            joints_weight=0.0,  # optional: SMPL joints through the body model
+            vertices_weight=0.0,  # optional: SMPL vertices through the body model
+        )
+    )
+
+    c.optimizer = ml_collections.ConfigDict()
+    c.optimizer.lr = 3e-4  # peak learning rate
+    c.optimizer.b1 = 0.9
+    c.optimizer.b2 = 0.95
+    c.optimizer.eps = 1e-8
+    c.optimizer.weight_decay = 0.0
+    c.optimizer.warmup_steps = 100  # linear warm-up from 0
+    c.optimizer.schedule = "linear"  # decay after warm-up: "linear" | "cosine" | "constant"
+    c.optimizer.end_lr_ratio = 0.0  # final lr = end_lr_ratio * lr
+    c.optimizer.clip_norm = 1.0  # global-norm clipping; 0 disables
+
+    c.data = ml_collections.ConfigDict()
+    c.data.data_dir = ""  # TFDS data_dir of prepared datasets
+    c.data.tokenizer = ""  # tokenizer folder ("" = the checkpoint's own)
+    c.data.datasets = ("posescript", "llava_instruct", "hmr_images")  # conversation sources
+    c.data.ratios = (1.0, 1.0, 2.0)  # ChatPose's "posescript || vqa || hmr" at 1:1:2
+    c.data.image_aspect = "none"  # "pad" = LLaVA-1.5's pad-to-square; ChatPose does not pad
+    c.data.shuffle_buffer = 1000
+    return c
+
+
+RECIPES = ("lisa", "chatpose")
+
+
+def apply_recipe(c: ml_collections.ConfigDict, recipe: str) -> ml_collections.ConfigDict:
+    """Sets the fine-tuning recipe by name.
+
+    "lisa": LISA's defaults (LoRA r=8 alpha=16, batch 2 x accum 10 per device, 5000 steps, length 512).
+    "chatpose": ChatPose's released launch script (LoRA r=128 alpha=256, batch 16 x accum 2,
+    30 epochs x 500 steps, length 1024, posescript || vqa || hmr at 1:1:2).
+    """
+    if recipe == "lisa":
+        c.model.lora.rank, c.model.lora.alpha = 8, 16.0
+        c.train.grad_accum_steps = 10
+        c.train.batch_size = 160
+        c.train.num_steps = 5000
+        c.train.max_text_length = 512
+    elif recipe == "chatpose":
+        c.model.lora.rank, c.model.lora.alpha = 128, 256.0
+        c.train.grad_accum_steps = 2
+        c.train.batch_size = 256  # 16 per device x 2 accum x 8 GPUs
+        c.train.num_steps = 15000  # 30 epochs x 500 steps
+        c.train.max_text_length = 1024
+    else:
+        raise ValueError(f"unknown recipe {recipe!r}; known recipes: {', '.join(RECIPES)}")
+    c.data.datasets = ("posescript", "llava_instruct", "hmr_images")
+    c.data.ratios = (1.0, 1.0, 2.0)
+    return c

@@ -1,0 +1,136 @@
+"""The typed experiment: one frozen object per config section, validated before any work.
+
+`configs/*.py` return ml_collections ConfigDicts (every field overridable from the command line);
+`load_experiment(config, num_devices)` turns one into an `Experiment` and checks that it fits the
+devices, failing with a `ConfigError` that names the field at fault. Functions receive only the
+section they need (`experiment.model`, `experiment.optimizer`, ...), never the whole config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from chatpose_jax.config_types import ConfigError, from_config_dict
+from chatpose_jax.model.config import ModelConfig
+from chatpose_jax.parallel.mesh import MeshConfig, data_parallel_size, resolve_mesh_shape
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    """L = ce_weight * CE(answer tokens) + pose_weight * L1(rotmats) (+ optional body terms)."""
+
+    ce_weight: float = 1.0
+    pose_weight: float = 0.1  # L1 on the 24 rotation matrices (global orient + body pose)
+    joints_weight: float = 0.0  # L2 on SMPL joints through the body model (metres)
+    vertices_weight: float = 0.0  # L1 on SMPL vertices through the body model (metres)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Length and batching of the run, and its bookkeeping."""
+
+    num_steps: int  # optimizer steps
+    batch_size: int  # global batch, over all hosts and devices, per optimizer step
+    grad_accum_steps: int = 1  # micro-batches per optimizer step
+    max_text_length: int = 512  # text tokens per sequence, image tokens come on top
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    trainable: Literal["lora_and_new_rows", "lora_and_full_embeddings"] = "lora_and_full_embeddings"
+    loss: LossConfig = LossConfig()
+
+    def __post_init__(self):
+        if self.num_steps < 0:
+            raise ValueError(f"train.num_steps={self.num_steps} must be >= 0")
+        if self.batch_size < 1 or self.grad_accum_steps < 1:
+            raise ValueError("train.batch_size and train.grad_accum_steps must be >= 1")
+        if self.batch_size % self.grad_accum_steps:
+            raise ValueError(
+                f"train.batch_size={self.batch_size} is not divisible by train.grad_accum_steps={self.grad_accum_steps}"
+            )
+
+    @property
+    def micro_batch_size(self) -> int:
+        return self.batch_size // self.grad_accum_steps
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    """AdamW with warm-up then decay, global-norm clipping (LISA's recipe by default)."""
+
+    lr: float = 3e-4
+    b1: float = 0.9
+    b2: float = 0.95
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    schedule: Literal["linear", "cosine", "constant"] = "linear"  # decay after warm-up, to end_lr_ratio * lr
+    end_lr_ratio: float = 0.0
+    clip_norm: float = 1.0  # 0 disables clipping
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Which conversation datasets feed training and in what proportion."""
+
+    data_dir: str = ""  # TFDS data_dir of prepared datasets ("" = synthesise for the tiny demo)
+    tokenizer: str = ""  # folder with tokenizer files ("" = the checkpoint's own)
+    datasets: tuple[str, ...] = ("posescript", "llava_instruct", "hmr_images")
+    ratios: tuple[float, ...] = (1.0, 1.0, 2.0)  # sampling weights, one per dataset
+    image_aspect: Literal["none", "pad"] = "none"  # "pad": LLaVA-1.5's pad-to-square with the mean colour
+    shuffle_buffer: int = 1000
+
+    def __post_init__(self):
+        if len(self.datasets) != len(self.ratios):
+            raise ValueError(f"data.ratios has {len(self.ratios)} entries for {len(self.datasets)} data.datasets")
+        if any(r < 0 for r in self.ratios) or not any(r > 0 for r in self.ratios):
+            raise ValueError(f"data.ratios {self.ratios} must be >= 0 with at least one > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """A whole validated experiment config."""
+
+    name: str
+    model: ModelConfig
+    mesh: MeshConfig
+    train: TrainConfig
+    optimizer: OptimizerConfig
+    data: DataConfig
+    init_checkpoint: str = ""  # orbax checkpoint or HF folder to start from ("" = random init)
+
+
+def load_experiment(config, num_devices: int | None = None) -> Experiment:
+    """Validates `config` (a ConfigDict) into an `Experiment`.
+
+    Args:
+      config: the experiment ConfigDict, after command-line overrides.
+      num_devices: devices of the global mesh; when given, the mesh and the batch are checked
+        against it (the mesh must use every device, the micro-batch must split over the
+        data-parallel axes).
+
+    Raises:
+      ConfigError: naming the field at fault, before any work starts.
+    """
+    experiment = from_config_dict(Experiment, config)
+    if num_devices is not None:
+        sizes = resolve_mesh_shape(experiment.mesh, num_devices)
+        dp = data_parallel_size(sizes)
+        micro = experiment.train.micro_batch_size
+        if micro % dp:
+            raise ConfigError(
+                f"config.train.batch_size={experiment.train.batch_size} (micro-batch {micro} after "
+                f"grad_accum_steps={experiment.train.grad_accum_steps}) does not divide over the data axes "
+                f"data={sizes['data']} x fsdp={sizes['fsdp']} = {dp}"
+            )
+        text = experiment.model.text
+        for axis, dim, what in (
+            ("tensor", text.num_heads, "model.text.num_heads"),
+            ("tensor", text.num_kv_heads, "model.text.num_kv_heads"),
+            ("tensor", text.intermediate_size, "model.text.intermediate_size"),
+        ):
+            if dim % sizes[axis]:
+                raise ConfigError(f"config.{what}={dim} does not split over mesh.{axis}={sizes[axis]}")
+    return experiment

@@ -1,0 +1,163 @@
+"""Experiment configs: the shipped ones validate, overrides apply, bad ones name the field."""
+
+import dataclasses
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import ml_collections
+import pytest
+
+from chatpose_jax.config_types import ConfigError
+from chatpose_jax.default_config import apply_recipe, base_config
+from chatpose_jax.experiment import load_experiment
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = ["tiny.py", "llava15_7b.py", "llava15_13b.py"]
+
+
+def load(name, *args):
+    spec = importlib.util.spec_from_file_location("cfg", REPO / "configs" / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(*args)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_shipped_configs_validate_on_8_devices(name):
+    experiment = load_experiment(load(name), num_devices=8)
+    assert (
+        experiment.model.vision.num_image_tokens
+        == (experiment.model.vision.image_size // experiment.model.vision.patch_size) ** 2
+    )
+
+
+def test_llava15_configs_have_the_published_shapes():
+    e7 = load_experiment(load("llava15_7b.py"))
+    e13 = load_experiment(load("llava15_13b.py"))
+    for e in (e7, e13):
+        assert (e.model.vision.image_size, e.model.vision.patch_size, e.model.vision.hidden_size) == (336, 14, 1024)
+        assert (e.model.vision.num_layers, e.model.vision.num_heads, e.model.vision.feature_layer) == (24, 16, -2)
+        assert e.model.vision.num_image_tokens == 576
+        assert e.model.text.vocab_size == 32064 and e.model.image_token_id == 32000
+    t7, t13 = e7.model.text, e13.model.text
+    assert (t7.hidden_size, t7.num_layers, t7.num_heads, t7.intermediate_size) == (4096, 32, 32, 11008)
+    assert (t13.hidden_size, t13.num_layers, t13.num_heads, t13.intermediate_size) == (5120, 40, 40, 13824)
+
+
+def test_recipes_by_name_differ_as_published():
+    lisa = load_experiment(load("llava15_13b.py", "lisa"))
+    chatpose = load_experiment(load("llava15_13b.py", "chatpose"))
+    assert (lisa.model.lora.rank, lisa.model.lora.alpha, lisa.train.max_text_length) == (8, 16.0, 512)
+    assert (chatpose.model.lora.rank, chatpose.model.lora.alpha, chatpose.train.max_text_length) == (128, 256.0, 1024)
+    assert chatpose.data.ratios == (1.0, 1.0, 2.0)
+    with pytest.raises(ValueError, match="unknown recipe 'lissa'"):
+        apply_recipe(base_config(), "lissa")
+
+
+def test_result_is_frozen():
+    experiment = load_experiment(load("tiny.py"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        experiment.train.num_steps = 3
+
+
+def test_unknown_field_is_named():
+    config = load("tiny.py")
+    with config.unlocked():
+        config.optimizer.lrr = 1e-4
+    with pytest.raises(ConfigError, match=r"config\.optimizer\.lrr: unknown field"):
+        load_experiment(config)
+
+
+def test_wrong_type_is_named():
+    config = load("tiny.py").to_dict()  # ConfigDict itself refuses this; JSON or dict configs do not
+    config["train"]["num_steps"] = 2.5
+    with pytest.raises(ConfigError, match=r"config\.train\.num_steps: expected an integer"):
+        load_experiment(config)
+
+
+def test_literal_outside_choices_is_named():
+    config = load("tiny.py")
+    config.optimizer.schedule = "exponential"
+    with pytest.raises(ConfigError, match=r"config\.optimizer\.schedule: 'exponential' is not one of"):
+        load_experiment(config)
+
+
+def test_mesh_that_does_not_divide_devices_fails():
+    config = load("tiny.py")
+    config.mesh.data, config.mesh.fsdp, config.mesh.tensor = 3, 1, 1
+    with pytest.raises(ConfigError, match=r"config\.mesh: data=3 x fsdp=1 x tensor=1 = 3 devices, but 8 are present"):
+        load_experiment(config, num_devices=8)
+    config.mesh.data = -1
+    config.mesh.tensor = 3
+    with pytest.raises(ConfigError, match=r"config\.mesh: .*does not divide the 8 devices"):
+        load_experiment(config, num_devices=8)
+
+
+def test_batch_that_does_not_divide_data_axes_fails():
+    config = load("tiny.py")
+    config.train.batch_size = 12
+    config.mesh.data, config.mesh.fsdp = 2, 4
+    with pytest.raises(ConfigError, match=r"config\.train\.batch_size=12 .* data=2 x fsdp=4 = 8"):
+        load_experiment(config, num_devices=8)
+    config.mesh.fsdp, config.mesh.tensor = 2, 2
+    assert load_experiment(config, num_devices=8).train.micro_batch_size == 12
+
+
+def test_heads_must_split_over_tensor_axis():
+    config = load("tiny.py")  # 4 heads, 2 kv heads
+    config.mesh.data, config.mesh.tensor = 2, 4
+    config.train.batch_size = 8
+    with pytest.raises(ConfigError, match=r"config\.model\.text\.num_kv_heads=2 does not split over mesh\.tensor=4"):
+        load_experiment(config, num_devices=8)
+
+
+def test_grad_accum_must_divide_batch():
+    config = load("tiny.py")
+    config.train.grad_accum_steps = 3
+    with pytest.raises(
+        ConfigError, match=r"config\.train: train\.batch_size=8 is not divisible by train\.grad_accum_steps=3"
+    ):
+        load_experiment(config)
+
+
+def test_model_token_ids_must_fit_vocabulary():
+    config = load("tiny.py")
+    config.model.pose_token_id = 5000
+    with pytest.raises(ConfigError, match=r"model\.pose_token_id 5000 is outside the vocabulary of 1024"):
+        load_experiment(config)
+
+
+def test_plain_dicts_convert_too():
+    config = load("tiny.py").to_dict()
+    assert load_experiment(ml_collections.ConfigDict(config)).model.text.num_kv_heads == 2
+
+
+def _train_cli(*args):
+    exe = Path(sys.executable).parent / "chatpose-train"
+    return subprocess.run(
+        [str(exe), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_command_line_override_reaches_the_typed_config(tmp_path):
+    result = _train_cli(
+        f"--config={REPO / 'configs/tiny.py'}",
+        f"--workdir={tmp_path}",
+        "--config.optimizer.lr=1e-4",
+        "--config.mesh.tensor=2",
+    )
+    # One CPU device here: tensor=2 cannot fit, and the message names the mesh.
+    assert result.returncode == 1, result.stderr
+    assert "invalid config: config.mesh: data=-1, fsdp=1, tensor=2 does not divide the 1 devices" in result.stderr
+
+
+def test_command_line_unknown_field_fails_before_work(tmp_path):
+    result = _train_cli(f"--config={REPO / 'configs/tiny.py'}", f"--workdir={tmp_path}", "--config.optimizer.lrr=1e-4")
+    assert result.returncode != 0
+    assert "lrr" in result.stderr
