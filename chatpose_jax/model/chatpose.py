@@ -1,0 +1,221 @@
+"""ChatPose = CLIP tower -> projector -> image tokens spliced into the text -> LLaMA -> LM head + pose head.
+
+Inputs follow the Hugging Face convention: `input_ids` int[B, T] hold the image placeholder id
+once per image token (so shapes stay static), `pixel_values` float[B, C, H, W] give one image per
+row (row b's placeholders take image b's features, in order), or None for text-only batches (the
+vision tower is then never traced). `attention_mask` int/bool[B, T] is 1 on real tokens.
+
+Params tree (a plain dict; see clip.py / llama.py for the inside of each part):
+  vision_tower/...            CLIP ViT
+  multi_modal_projector/{linear_1, linear_2}/{kernel, bias}
+  language_model/...          LLaMA decoder without head
+  lm_head/kernel              float[d, V]   (absent when the embeddings are tied)
+  pose_head/{fc1, fc2}/{kernel, bias}
+The LoRA tree mirrors it (lora.py). `apply(config, params, lora_params, ...)` runs the model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from chatpose_jax.model.attention import causal_mask
+from chatpose_jax.model.clip import ClipVisionTower
+from chatpose_jax.model.config import ModelConfig
+from chatpose_jax.model.layers import Linear
+from chatpose_jax.model.llama import LlamaModel
+from chatpose_jax.model.lora import LORA_COLLECTION
+from chatpose_jax.model.pose_head import PoseHead, positions_before_pose, rot6d_hmr2_to_rotmat
+from chatpose_jax.model.projector import Projector
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+class PoseOutput(flax.struct.PyTreeNode):
+    """The pose head read at the state before each of the first P `<POSE>` tokens of a row."""
+
+    rot6d: jax.Array  # float32[B, P, J, 6], HMR2.0 6D layout
+    rotmat: jax.Array  # float32[B, P, J, 3, 3]
+    valid: jax.Array  # bool[B, P], False where the row has fewer than P `<POSE>` tokens
+    positions: jax.Array  # int32[B, P], index t of the state used (input_ids[t + 1] == <POSE>)
+
+
+class ChatPoseOutput(flax.struct.PyTreeNode):
+    logits: jax.Array  # float32[B, T, V]
+    hidden_states: jax.Array  # float[B, T, d], the decoder's last hidden states (after the final norm)
+    pose: PoseOutput
+    kv_cache: Any = None  # the updated cache when one was given
+
+
+class ChatPose(nn.Module):
+    """The whole model as one linen module; use `init_params` / `apply` below for the functional API."""
+
+    config: ModelConfig
+    deterministic: bool = True
+
+    def setup(self):
+        cfg = self.config
+        dtype, param_dtype = DTYPES[cfg.dtype], DTYPES[cfg.param_dtype]
+        std = cfg.initializer_range
+        self.vision_tower = ClipVisionTower(cfg.vision, dtype, param_dtype, cfg.attention_impl, std)
+        self.multi_modal_projector = Projector(cfg.projector, cfg.text.hidden_size, dtype, param_dtype, std)
+        self.language_model = LlamaModel(
+            cfg.text,
+            cfg.lora,
+            dtype,
+            param_dtype,
+            cfg.attention_impl,
+            cfg.remat_policy,
+            cfg.scan_layers,
+            self.deterministic,
+            std,
+        )
+        if not cfg.text.tie_word_embeddings:
+            self.lm_head = Linear(
+                cfg.text.vocab_size, ("embed", "vocab"), dtype=dtype, param_dtype=param_dtype, init_std=std
+            )
+        self.pose_head = PoseHead(cfg.pose_head, cfg.text.hidden_size, dtype, param_dtype, std)
+
+    def encode_images(self, pixel_values: jax.Array) -> jax.Array:
+        """float[B, C, H, W] -> projected image tokens float[B, N, d]."""
+        return self.multi_modal_projector(self.vision_tower(pixel_values))
+
+    def embed(self, input_ids: jax.Array, pixel_values: jax.Array | None) -> jax.Array:
+        """Token embeddings with the image tokens of row b written over its placeholders, in order."""
+        embeds = self.language_model.embed(input_ids)
+        if pixel_values is None:
+            return embeds
+        features = self.encode_images(pixel_values).astype(embeds.dtype)  # [B, N, d]
+        is_image = input_ids == self.config.image_token_id
+        index = jnp.clip(jnp.cumsum(is_image, axis=1) - 1, 0, features.shape[1] - 1)
+        gathered = jnp.take_along_axis(features, index[..., None], axis=1)
+        return jnp.where(is_image[..., None], gathered, embeds)
+
+    def logits(self, hidden: jax.Array) -> jax.Array:
+        if self.config.text.tie_word_embeddings:
+            return self.language_model.attend(hidden).astype(jnp.float32)
+        return self.lm_head(hidden).astype(jnp.float32)
+
+    def pose(self, hidden: jax.Array, input_ids: jax.Array) -> PoseOutput:
+        cfg = self.config
+        positions, valid = positions_before_pose(input_ids, cfg.pose_token_id, cfg.pose_head.max_poses)
+        states = jnp.take_along_axis(hidden, positions[..., None], axis=1)  # [B, P, d]
+        rot6d = self.pose_head(states)
+        return PoseOutput(rot6d, rot6d_hmr2_to_rotmat(rot6d), valid, positions.astype(jnp.int32))
+
+    def __call__(
+        self,
+        input_ids: jax.Array,
+        pixel_values: jax.Array | None = None,
+        attention_mask: jax.Array | None = None,
+        position_ids: jax.Array | None = None,
+        kv_cache: dict | None = None,
+        cache_index: jax.Array | int = 0,
+        cache_mask: jax.Array | None = None,
+    ) -> ChatPoseOutput:
+        """Forward pass.
+
+        Args:
+          input_ids: int[B, T].
+          pixel_values: float[B, C, H, W] or None.
+          attention_mask: int/bool[B, T], 1 on real tokens (default: all real).
+          position_ids: int[B, T]; default cumsum(attention_mask) - 1 (0 at left padding), which
+            equals arange(T) for unpadded or right-padded rows.
+          kv_cache: None, or {"k", "v"} float[L, B, S, K, Dh] (see llama.py) for decoding.
+          cache_index: first cache slot of these T tokens.
+          cache_mask: bool[B, S], True at cache slots that hold real tokens, these T included.
+
+        Returns:
+          ChatPoseOutput (logits float32[B, T, V], hidden_states, pose, kv_cache).
+        """
+        b, t = input_ids.shape
+        if attention_mask is None:
+            attention_mask = jnp.ones((b, t), bool)
+        attention_mask = attention_mask.astype(bool)
+        if position_ids is None:
+            position_ids = jnp.maximum(jnp.cumsum(attention_mask, axis=1) - 1, 0)
+        if kv_cache is None:
+            mask = causal_mask(jnp.arange(t), attention_mask)
+        else:
+            mask = causal_mask(cache_index + jnp.arange(t), cache_mask)
+        embeds = self.embed(input_ids, pixel_values)
+        hidden, kv_cache = self.language_model(embeds, position_ids, mask, kv_cache, cache_index)
+        return ChatPoseOutput(self.logits(hidden), hidden, self.pose(hidden, input_ids), kv_cache)
+
+
+# ---------------------------------------------------------------------------------------------
+# Functional API: params are plain dicts, apply is a function.
+
+
+def _dummy_inputs(config: ModelConfig):
+    v = config.vision
+    input_ids = jnp.zeros((1, 4), jnp.int32)
+    pixel_values = jnp.zeros((1, v.num_channels, v.image_size, v.image_size), jnp.float32)
+    return input_ids, pixel_values
+
+
+def _init_boxed(config: ModelConfig, rng: jax.Array) -> dict:
+    return ChatPose(config).init(rng, *_dummy_inputs(config))
+
+
+def abstract_variables(config: ModelConfig) -> tuple[dict, dict]:
+    """(shapes, logical axes) of {"params": ..., "lora": ...}, computed without allocating anything.
+
+    Returns:
+      shapes: a tree of `jax.ShapeDtypeStruct`; axes: the same tree of `PartitionSpec`s whose
+      entries are logical axis names.
+    """
+    boxed = jax.eval_shape(lambda r: _init_boxed(config, r), jax.random.key(0))
+    return nn.unbox(boxed), nn.get_partition_spec(boxed)
+
+
+def variable_shardings(config: ModelConfig, mesh: jax.sharding.Mesh, rules) -> dict:
+    """NamedShardings of {"params", "lora"} on `mesh` by the logical-axis `rules`."""
+    _, axes = abstract_variables(config)
+    return nn.logical_to_mesh_sharding(axes, mesh, rules)
+
+
+def init_variables(config: ModelConfig, rng: jax.Array, mesh=None, rules=None) -> dict:
+    """Random {"params", "lora"} (the "lora" entry only when config.lora.rank > 0).
+
+    With a mesh, every array is created directly in its sharding (no full copy on one device).
+    """
+    init = lambda r: nn.unbox(_init_boxed(config, r))  # noqa: E731
+    if mesh is None:
+        return jax.jit(init)(rng)
+    return jax.jit(init, out_shardings=variable_shardings(config, mesh, rules))(rng)
+
+
+def init_params(config: ModelConfig, rng: jax.Array, mesh=None, rules=None) -> tuple[dict, dict]:
+    """(params, lora_params); lora_params is {} when LoRA is off."""
+    variables = init_variables(config, rng, mesh, rules)
+    return variables["params"], variables.get(LORA_COLLECTION, {})
+
+
+def apply(
+    config: ModelConfig,
+    params: dict,
+    lora_params: dict | None,
+    input_ids: jax.Array,
+    pixel_values: jax.Array | None = None,
+    attention_mask: jax.Array | None = None,
+    position_ids: jax.Array | None = None,
+    *,
+    dropout_rng: jax.Array | None = None,
+    **cache_args,
+) -> ChatPoseOutput:
+    """The model as a pure function of (frozen base params, LoRA params, inputs).
+
+    `lora_params` None or {} runs the base model. With `dropout_rng` the LoRA dropout is active
+    (training); without it the forward is deterministic.
+    """
+    variables = {"params": params}
+    if lora_params:
+        variables[LORA_COLLECTION] = lora_params
+    model = ChatPose(config, deterministic=dropout_rng is None)
+    rngs = None if dropout_rng is None else {"dropout": dropout_rng}
+    return model.apply(variables, input_ids, pixel_values, attention_mask, position_ids, rngs=rngs, **cache_args)

@@ -1,0 +1,151 @@
+"""CLIP ViT vision tower (pre-LayerNorm, quick-GELU, class and position embeddings).
+
+Parameter layout (HF names, flax leaves):
+  embeddings/patch_embedding/kernel  float[C*p*p, D]   (HF conv weight [D, C, p, p] flattened)
+  embeddings/class_embedding         float[D]
+  embeddings/position_embedding     float[N+1, D]     (HF position_embedding.weight)
+  pre_layrnorm/{scale,bias}, post_layernorm/{scale,bias}
+  layers_{i}/{layer_norm1,layer_norm2}/{scale,bias}
+  layers_{i}/self_attn/{q_proj,k_proj,v_proj,out_proj}/{kernel,bias}
+  layers_{i}/mlp/{fc1,fc2}/{kernel,bias}
+All `num_layers` layers and `post_layernorm` exist (as in the checkpoints), but the forward runs
+only as deep as `feature_layer` needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from chatpose_jax.model.attention import dot_product_attention
+from chatpose_jax.model.config import VisionConfig
+from chatpose_jax.model.layers import LayerNorm, Linear, activation, normal_init
+
+
+class ClipAttention(nn.Module):
+    cfg: VisionConfig
+    dtype: Any
+    param_dtype: Any
+    attention_impl: str
+    init_std: float
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """float[B, N, D] -> float[B, N, D], every patch sees every patch."""
+        d, h = self.cfg.hidden_size, self.cfg.num_heads
+        dense = dict(use_bias=True, dtype=self.dtype, param_dtype=self.param_dtype, init_std=self.init_std)
+        q = Linear(d, ("embed", "heads"), name="q_proj", **dense)(x)
+        k = Linear(d, ("embed", "heads"), name="k_proj", **dense)(x)
+        v = Linear(d, ("embed", "heads"), name="v_proj", **dense)(x)
+        b, n = x.shape[:2]
+        q, k, v = (t.reshape(b, n, h, d // h) for t in (q, k, v))
+        out = dot_product_attention(q, k, v, None, impl=self.attention_impl)
+        return Linear(d, ("heads", "embed"), name="out_proj", **dense)(out.reshape(b, n, d))
+
+
+class ClipEncoderLayer(nn.Module):
+    cfg: VisionConfig
+    dtype: Any
+    param_dtype: Any
+    attention_impl: str
+    init_std: float
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        cfg = self.cfg
+        norm = dict(eps=cfg.layer_norm_eps, dtype=self.dtype, param_dtype=self.param_dtype)
+        dense = dict(use_bias=True, dtype=self.dtype, param_dtype=self.param_dtype, init_std=self.init_std)
+        h = LayerNorm(name="layer_norm1", **norm)(x)
+        x = x + ClipAttention(cfg, self.dtype, self.param_dtype, self.attention_impl, self.init_std, name="self_attn")(
+            h
+        )
+        h = LayerNorm(name="layer_norm2", **norm)(x)
+        x = x + _ClipMlp(cfg, dense, name="mlp")(h)
+        return nn.with_logical_constraint(x, ("batch", "length", "embed"))
+
+
+class _ClipMlp(nn.Module):
+    cfg: VisionConfig
+    dense: dict
+
+    @nn.compact
+    def __call__(self, x):
+        h = Linear(self.cfg.intermediate_size, ("embed", "mlp"), name="fc1", **self.dense)(x)
+        h = activation(self.cfg.hidden_act)(h)
+        return Linear(self.cfg.hidden_size, ("mlp", "embed"), name="fc2", **self.dense)(h)
+
+
+class ClipVisionTower(nn.Module):
+    """pixel_values float[B, C, H, W] -> image features float[B, num_image_tokens, D_vision]."""
+
+    cfg: VisionConfig
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+    attention_impl: str = "xla"
+    init_std: float = 0.02
+
+    @nn.compact
+    def __call__(self, pixel_values: jax.Array) -> jax.Array:
+        cfg = self.cfg
+        b, c, height, width = pixel_values.shape
+        p = cfg.patch_size
+        if (height, width) != (cfg.image_size, cfg.image_size) or c != cfg.num_channels:
+            raise ValueError(
+                f"pixel_values has shape {pixel_values.shape}, the tower expects "
+                f"(B, {cfg.num_channels}, {cfg.image_size}, {cfg.image_size})"
+            )
+        # Non-overlapping patches flattened in (C, p, p) order: the conv becomes one matmul.
+        patches = pixel_values.reshape(b, c, height // p, p, width // p, p).transpose(0, 2, 4, 1, 3, 5)
+        patches = patches.reshape(b, -1, c * p * p)
+        emb = _ClipEmbeddings(cfg, self.dtype, self.param_dtype, self.init_std, name="embeddings")(patches)
+        norm = dict(eps=cfg.layer_norm_eps, dtype=self.dtype, param_dtype=self.param_dtype)
+        x = LayerNorm(name="pre_layrnorm", **norm)(emb)
+        # hidden_states[0] is the embedding output, hidden_states[i] the output of layer i (HF).
+        index = cfg.feature_layer % (cfg.num_layers + 1)
+        depth = cfg.num_layers if self.is_initializing() else index
+        hidden = x
+        for i in range(depth):
+            x = ClipEncoderLayer(
+                cfg, self.dtype, self.param_dtype, self.attention_impl, self.init_std, name=f"layers_{i}"
+            )(x)
+            if i + 1 == index:
+                hidden = x
+        if self.is_initializing():
+            # Created so the params match the checkpoints; LLaVA never uses the pooled output.
+            LayerNorm(name="post_layernorm", **norm)(x[:, 0])
+        if cfg.feature_select == "default":
+            hidden = hidden[:, 1:]
+        return hidden
+
+
+class _ClipEmbeddings(nn.Module):
+    cfg: VisionConfig
+    dtype: Any
+    param_dtype: Any
+    init_std: float
+
+    @nn.compact
+    def __call__(self, patches: jax.Array) -> jax.Array:
+        """float[B, N, C*p*p] -> float[B, N+1, D] (class token first, positions added)."""
+        cfg = self.cfg
+        d = cfg.hidden_size
+        x = Linear(d, (None, "embed"), dtype=self.dtype, param_dtype=self.param_dtype, name="patch_embedding")(patches)
+        b = x.shape[0]
+        if cfg.class_token:
+            cls = self.param(
+                "class_embedding",
+                nn.with_logical_partitioning(normal_init(self.init_std), ("embed",)),
+                (d,),
+                self.param_dtype,
+            )
+            x = jnp.concatenate([jnp.broadcast_to(cls.astype(self.dtype), (b, 1, d)), x], axis=1)
+        pos = self.param(
+            "position_embedding",
+            nn.with_logical_partitioning(normal_init(self.init_std), ("patches", "embed")),
+            (x.shape[1], d),
+            self.param_dtype,
+        )
+        return x + pos.astype(self.dtype)[None]

@@ -1,0 +1,245 @@
+"""LLaMA-style decoder: RMSNorm, rotary embeddings, SwiGLU, grouped-query attention, KV cache.
+
+Parameter layout (HF names, flax leaves), `layers_{i}` or, with `scan_layers`, one `layers`
+subtree whose leaves carry a leading layers axis:
+  embed_tokens/embedding                       float[V, d]
+  layers_{i}/input_layernorm/scale             float[d]
+  layers_{i}/self_attn/{q_proj,o_proj}/kernel  float[d, H*Dh], float[H*Dh, d]
+  layers_{i}/self_attn/{k_proj,v_proj}/kernel  float[d, K*Dh]
+  layers_{i}/post_attention_layernorm/scale    float[d]
+  layers_{i}/mlp/{gate_proj,up_proj}/kernel    float[d, F];  mlp/down_proj/kernel float[F, d]
+  norm/scale                                   float[d]
+The LM head lives in `chatpose.py` (it may be tied to `embed_tokens`).
+
+KV cache: {"k", "v"}: float[L, B, S, K, Dh] preallocated at the static maximum length S;
+a forward with a cache writes its T new keys at slot `cache_index`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from chatpose_jax.model import lora as lora_lib
+from chatpose_jax.model.attention import dot_product_attention
+from chatpose_jax.model.config import LoraConfig, TextConfig
+from chatpose_jax.model.layers import Embed, Linear, RMSNorm
+
+REMAT_POLICIES = {
+    "full": None,  # save nothing: recompute the whole layer in the backward pass
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+def rotary_embedding(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
+    """Rotary position embedding in the HF "rotate half" layout.
+
+    Args:
+      x: float[B, T, H, Dh].
+      positions: int[B, T].
+    """
+    dh = x.shape[-1]
+    inv_freq = 1.0 / (theta ** (jnp.arange(0, dh, 2, dtype=jnp.float32) / dh))
+    freqs = positions.astype(jnp.float32)[..., None] * inv_freq  # [B, T, Dh/2]
+    emb = jnp.concatenate([freqs, freqs], axis=-1)[:, :, None, :]
+    cos, sin = jnp.cos(emb).astype(x.dtype), jnp.sin(emb).astype(x.dtype)
+    x1, x2 = x[..., : dh // 2], x[..., dh // 2 :]
+    rotated = jnp.concatenate([-x2, x1], axis=-1)
+    return x * cos + rotated * sin
+
+
+class LlamaAttention(nn.Module):
+    cfg: TextConfig
+    lora_cfg: LoraConfig
+    dtype: Any
+    param_dtype: Any
+    attention_impl: str
+    deterministic: bool
+    init_std: float
+
+    @nn.compact
+    def __call__(self, x, positions, mask, cache_index, layer_cache):
+        """x float[B, T, d] -> (float[B, T, d], updated layer cache or None)."""
+        cfg = self.cfg
+        h, k_heads, dh = cfg.num_heads, cfg.num_kv_heads, cfg.resolved_head_dim
+        b, t, _ = x.shape
+
+        def dense(features, axes, name, bias=False):
+            return Linear(
+                features,
+                axes,
+                use_bias=bias,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                init_std=self.init_std,
+                lora=lora_lib.spec_for(self.lora_cfg, name),
+                deterministic=self.deterministic,
+                name=name,
+            )
+
+        q = dense(h * dh, ("embed", "heads"), "q_proj", cfg.qkv_bias)(x).reshape(b, t, h, dh)
+        k = dense(k_heads * dh, ("embed", "kv_heads"), "k_proj", cfg.qkv_bias)(x).reshape(b, t, k_heads, dh)
+        v = dense(k_heads * dh, ("embed", "kv_heads"), "v_proj", cfg.qkv_bias)(x).reshape(b, t, k_heads, dh)
+        q = nn.with_logical_constraint(
+            rotary_embedding(q, positions, cfg.rope_theta), ("batch", "length", "heads", "kv")
+        )
+        k = nn.with_logical_constraint(
+            rotary_embedding(k, positions, cfg.rope_theta), ("batch", "length", "kv_heads", "kv")
+        )
+        v = nn.with_logical_constraint(v, ("batch", "length", "kv_heads", "kv"))
+        new_cache = None
+        if layer_cache is not None:
+            start = (0, cache_index, 0, 0)
+            k = jax.lax.dynamic_update_slice(layer_cache["k"], k.astype(layer_cache["k"].dtype), start)
+            v = jax.lax.dynamic_update_slice(layer_cache["v"], v.astype(layer_cache["v"].dtype), start)
+            new_cache = {"k": k, "v": v}
+            k, v = k.astype(self.dtype), v.astype(self.dtype)
+        out = dot_product_attention(q, k, v, mask, impl=self.attention_impl)
+        out = nn.with_logical_constraint(out, ("batch", "length", "heads", "kv")).reshape(b, t, h * dh)
+        return dense(cfg.hidden_size, ("heads", "embed"), "o_proj")(out), new_cache
+
+
+class LlamaMlp(nn.Module):
+    cfg: TextConfig
+    lora_cfg: LoraConfig
+    dtype: Any
+    param_dtype: Any
+    deterministic: bool
+    init_std: float
+
+    @nn.compact
+    def __call__(self, x):
+        """SwiGLU: down(silu(gate(x)) * up(x)); float[B, T, d] -> float[B, T, d]."""
+
+        def dense(features, axes, name):
+            return Linear(
+                features,
+                axes,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                init_std=self.init_std,
+                lora=lora_lib.spec_for(self.lora_cfg, name),
+                deterministic=self.deterministic,
+                name=name,
+            )
+
+        f = self.cfg.intermediate_size
+        gate = dense(f, ("embed", "mlp"), "gate_proj")(x)
+        up = dense(f, ("embed", "mlp"), "up_proj")(x)
+        hidden = nn.with_logical_constraint(jax.nn.silu(gate) * up, ("batch", "length", "mlp"))
+        return dense(self.cfg.hidden_size, ("mlp", "embed"), "down_proj")(hidden)
+
+
+class LlamaDecoderLayer(nn.Module):
+    """Pre-norm block; call signature fits `nn.scan`: (x, shared, layer_cache) -> (x, layer_cache)."""
+
+    cfg: TextConfig
+    lora_cfg: LoraConfig
+    dtype: Any
+    param_dtype: Any
+    attention_impl: str
+    deterministic: bool
+    init_std: float
+
+    @nn.compact
+    def __call__(self, x, shared, layer_cache):
+        positions, mask, cache_index = shared
+        norm = dict(eps=self.cfg.rms_norm_eps, dtype=self.dtype, param_dtype=self.param_dtype)
+        h = RMSNorm(name="input_layernorm", **norm)(x)
+        attn, layer_cache = LlamaAttention(
+            self.cfg,
+            self.lora_cfg,
+            self.dtype,
+            self.param_dtype,
+            self.attention_impl,
+            self.deterministic,
+            self.init_std,
+            name="self_attn",
+        )(h, positions, mask, cache_index, layer_cache)
+        x = x + attn
+        h = RMSNorm(name="post_attention_layernorm", **norm)(x)
+        x = x + LlamaMlp(
+            self.cfg, self.lora_cfg, self.dtype, self.param_dtype, self.deterministic, self.init_std, name="mlp"
+        )(h)
+        return nn.with_logical_constraint(x, ("batch", "length", "embed")), layer_cache
+
+
+class LlamaModel(nn.Module):
+    """Token embedding, decoder layers and the final norm (no LM head)."""
+
+    cfg: TextConfig
+    lora_cfg: LoraConfig
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+    attention_impl: str = "xla"
+    remat_policy: str = "none"
+    scan_layers: bool = False
+    deterministic: bool = True
+    init_std: float = 0.02
+
+    def setup(self):
+        cfg = self.cfg
+        self.embed_tokens = Embed(cfg.vocab_size, cfg.hidden_size, self.dtype, self.param_dtype, self.init_std)
+        layer_cls = LlamaDecoderLayer
+        if self.remat_policy != "none":
+            layer_cls = nn.remat(layer_cls, policy=REMAT_POLICIES[self.remat_policy], prevent_cse=not self.scan_layers)
+        args = (
+            cfg,
+            self.lora_cfg,
+            self.dtype,
+            self.param_dtype,
+            self.attention_impl,
+            self.deterministic,
+            self.init_std,
+        )
+        if self.scan_layers:
+            scanned = nn.scan(
+                layer_cls,
+                variable_axes={"params": 0, lora_lib.LORA_COLLECTION: 0},
+                split_rngs={"params": True, "dropout": True},
+                in_axes=(nn.broadcast, 0),
+                length=cfg.num_layers,
+                metadata_params={nn.PARTITION_NAME: "layers"},
+            )
+            self.layers = scanned(*args)
+        else:
+            self.layers = [layer_cls(*args, name=f"layers_{i}") for i in range(cfg.num_layers)]
+        self.norm = RMSNorm(cfg.rms_norm_eps, self.dtype, self.param_dtype)
+
+    def embed(self, input_ids: jax.Array) -> jax.Array:
+        """int[B, T] -> float[B, T, d]."""
+        return self.embed_tokens(input_ids)
+
+    def attend(self, hidden: jax.Array) -> jax.Array:
+        """Tied LM head: float[B, T, d] -> float[B, T, V]."""
+        return self.embed_tokens.attend(hidden)
+
+    def __call__(self, inputs_embeds, positions, mask, kv_cache=None, cache_index=0):
+        """Runs the decoder.
+
+        Args:
+          inputs_embeds: float[B, T, d].
+          positions: int[B, T] rotary positions.
+          mask: bool[B, 1, T, S] (S = T without a cache, the cache length with one).
+          kv_cache: None or {"k", "v"}: float[L, B, S, K, Dh].
+          cache_index: int scalar, the cache slot of the first of the T tokens.
+
+        Returns:
+          (hidden float[B, T, d] after the final norm, updated cache or None).
+        """
+        x = nn.with_logical_constraint(inputs_embeds.astype(self.dtype), ("batch", "length", "embed"))
+        shared = (positions, mask, cache_index)
+        if self.scan_layers:
+            x, new_cache = self.layers(x, shared, kv_cache)
+        else:
+            new_cache = kv_cache
+            for i, layer in enumerate(self.layers):
+                layer_cache = None if kv_cache is None else {n: c[i] for n, c in new_cache.items()}
+                x, layer_cache = layer(x, shared, layer_cache)
+                if kv_cache is not None:  # in-place slot update of the stacked cache (donated under jit)
+                    new_cache = {n: new_cache[n].at[i].set(layer_cache[n]) for n in new_cache}
+        return self.norm(x), new_cache
