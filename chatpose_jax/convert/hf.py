@@ -429,7 +429,7 @@ def load_llava(
         device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         shardings = jax.tree.map(lambda _: device, shapes)
     else:
-        shardings = nn.logical_to_mesh_sharding(axes, mesh, logical_axis_rules)
+        shardings = chatpose.variable_shardings(config, mesh, logical_axis_rules)["params"]
     param_dtype = chatpose.DTYPES[config.param_dtype]
 
     flat_shapes = {k: v for k, v in _flatten(shapes).items() if k[0] != "pose_head"}

@@ -174,9 +174,26 @@ def abstract_variables(config: ModelConfig) -> tuple[dict, dict]:
 
 
 def variable_shardings(config: ModelConfig, mesh: jax.sharding.Mesh, rules) -> dict:
-    """NamedShardings of {"params", "lora"} on `mesh` by the logical-axis `rules`."""
-    _, axes = abstract_variables(config)
-    return nn.logical_to_mesh_sharding(axes, mesh, rules)
+    """NamedShardings of {"params", "lora"} on `mesh` by the logical-axis `rules`.
+
+    A dimension that its mesh axes do not divide (e.g. a vocabulary of 32002 rows over 4
+    devices) stays unsharded rather than failing.
+    """
+    shapes, axes = abstract_variables(config)
+    shardings = nn.logical_to_mesh_sharding(axes, mesh, rules)
+    return jax.tree.map(lambda s, sh: fit_sharding(s.shape, sh), shapes, shardings)
+
+
+def fit_sharding(shape: tuple[int, ...], sharding: jax.sharding.NamedSharding) -> jax.sharding.NamedSharding:
+    """`sharding` with the mesh axes dropped from every dimension of `shape` they do not divide."""
+    spec = []
+    for dim, entry in zip(shape, tuple(sharding.spec) + (None,) * (len(shape) - len(sharding.spec)), strict=True):
+        axes = () if entry is None else (entry,) if isinstance(entry, str) else tuple(entry)
+        size = 1
+        for a in axes:
+            size *= sharding.mesh.shape[a]
+        spec.append(entry if dim % size == 0 else None)
+    return jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec(*spec))
 
 
 def init_variables(config: ModelConfig, rng: jax.Array, mesh=None, rules=None) -> dict:
