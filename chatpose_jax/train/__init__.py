@@ -1,0 +1,1 @@
+"""Training: state, optimizer, losses, the sharded step, checkpoints and the loop."""
