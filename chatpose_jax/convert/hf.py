@@ -289,10 +289,15 @@ def canonical_name(name: str, layout: str) -> str | None:
 
 
 def _clip_canonical(name: str) -> str | None:
-    """Names in a standalone CLIP folder (CLIPModel or CLIPVisionModel); None outside the vision model."""
-    if _IGNORED.search(name) or not name.startswith("vision_model."):
+    """Names in a standalone CLIP folder (CLIPModel: `vision_model.*`; a CLIPVisionModel saved by
+    transformers >= 5.6: no prefix); None outside the vision model (text tower, projections)."""
+    if _IGNORED.search(name):
         return None
-    return "vision_tower." + name[len("vision_model.") :]
+    if name.startswith("vision_model."):
+        return "vision_tower." + name[len("vision_model.") :]
+    if name.startswith(("embeddings.", "encoder.", "pre_layrnorm.", "post_layernorm.")):
+        return "vision_tower." + name
+    return None
 
 
 def _hf_name(path: tuple[str, ...]) -> tuple[str, str]:
