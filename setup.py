@@ -21,6 +21,8 @@ INSTALL_REQUIRES = [
     "tqdm>=4.66",
     "sentencepiece>=0.2",
     "matplotlib>=3.8",
+    # The official SMPL .pkl stores J_regressor as a scipy sparse matrix; the synthetic models use scipy too.
+    "scipy>=1.11",
 ]
 
 EXTRAS_REQUIRE = {
