@@ -79,6 +79,11 @@ def detect_layout(hf_config: dict, folder: str) -> str:
     )
 
 
+def read_layout(folder: str) -> str:
+    """HF_LLAVA or ORIGINAL_LLAVA, from `folder`/config.json."""
+    return detect_layout(_read_json(os.path.join(folder, "config.json")), folder)
+
+
 def _read_json(path: str) -> dict:
     with open(path) as f:
         return json.load(f)

@@ -1,0 +1,39 @@
+"""`chatpose-convert import-hf` writes an orbax checkpoint that loads back to the same params."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+from llava_tiny import make_hf_llava, save_hf_llava
+
+from chatpose_jax.convert.checkpoint_io import load_model_checkpoint
+from chatpose_jax.convert.hf import load_llava
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _convert(*args):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+    return subprocess.run(
+        [sys.executable, "-m", "chatpose_jax.cli.convert", *args], capture_output=True, text=True, cwd=ROOT, env=env
+    )
+
+
+def test_import_hf_writes_a_checkpoint_that_loads_back(tmp_path):
+    folder = save_hf_llava(make_hf_llava(seed=2), tmp_path / "hf")
+    out = tmp_path / "ckpt"
+    result = _convert("import-hf", "--hf_dir", folder, "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    config, params = load_model_checkpoint(str(out))
+    ref_config, ref = load_llava(folder)  # same default seed for the fresh pose head
+    assert config == ref_config
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), params, ref)
+    again = _convert("import-hf", "--hf_dir", folder, "--out", str(out))
+    assert again.returncode == 1 and "not empty" in again.stderr
+
+
+def test_later_subcommands_say_not_built():
+    result = _convert("export-hf")
+    assert result.returncode == 2 and "not built yet" in result.stderr
