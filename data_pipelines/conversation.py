@@ -1,0 +1,154 @@
+"""Conversations in LLaVA's Vicuna v1 template, tokenised with the label mask ChatPose trains on.
+
+Template ("llava_v1"): `SYSTEM USER: q1 ASSISTANT: a1</s>USER: q2 ASSISTANT: a2</s>...`, the
+system prompt followed by " ", each user turn by " ", each assistant answer by "</s>". The
+prompt is tokenised as one string (so training sees exactly the tokens inference sees), with
+the tokenizer's `<s>` in front. A token is learned (label = its id) when its characters overlap
+an assistant answer (the answer text and its closing `</s>`, `<POSE>` included); every other
+token (system, user turns, role names, image tokens, padding) has label -100.
+
+`<image>` is one added token in the text; in the ids it is repeated once per image token (the
+Hugging Face LLaVA convention), so the model splices the projected patches over those positions.
+Truncation: a sample keeps at most `max_text_length` tokens that are not image tokens; when the
+cut would remove a `<POSE>` the sample is dropped instead (its pose target would lose its token).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from data_pipelines import templates
+from data_pipelines.tokenizer import IMAGE_TOKEN, special_ids
+
+IGNORE_INDEX = -100
+SYSTEM_PROMPT = (
+    "A chat between a curious human and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the human's questions."
+)
+USER, ASSISTANT = "USER", "ASSISTANT"
+EOS_TEXT = "</s>"
+
+# What a sample's conversation is made of (an int field of every pipeline element).
+TEXT_TO_POSE, IMAGE_TO_POSE, VQA = 0, 1, 2
+KIND_NAMES = {TEXT_TO_POSE: "text_to_pose", IMAGE_TO_POSE: "image_to_pose", VQA: "vqa"}
+
+Turns = list[tuple[str, str]]  # (user text, assistant answer) per round
+
+
+def vicuna_prompt(turns: Sequence[tuple[str, str]], system: str = SYSTEM_PROMPT) -> tuple[str, list[tuple[int, int]]]:
+    """The Vicuna v1 prompt of `turns` and the character spans [start, end) of each answer + `</s>`."""
+    text = system + " "
+    spans = []
+    for user, answer in turns:
+        text += f"{USER}: {user} {ASSISTANT}: "
+        start = len(text)
+        text += answer + EOS_TEXT
+        spans.append((start, len(text)))
+    return text, spans
+
+
+def make_turns(kind: int, texts: Sequence[str], rng: np.random.Generator) -> Turns:
+    """The conversation of one sample.
+
+    kind TEXT_TO_POSE: `texts` are the pose's descriptions; one is drawn, put in a Table 3
+    question, and answered with a Table 2 answer. IMAGE_TO_POSE: `texts` unused; `<image>` and a
+    Table 1 question, a Table 2 answer. VQA: `texts` alternate human / assistant turns (LLaVA
+    JSON order); `<image>` is moved to the front of the first turn, as LLaVA does.
+    """
+    if kind == TEXT_TO_POSE:
+        if not texts:
+            raise ValueError("text-to-pose sample without a description")
+        description = texts[rng.integers(len(texts))]
+        question = templates.text_to_pose_question(
+            templates.TEXT_TO_POSE_QUESTIONS[rng.integers(len(templates.TEXT_TO_POSE_QUESTIONS))], description
+        )
+        return [(question, templates.POSE_ANSWERS[rng.integers(len(templates.POSE_ANSWERS))])]
+    if kind == IMAGE_TO_POSE:
+        question = templates.IMAGE_TO_POSE_QUESTIONS[rng.integers(len(templates.IMAGE_TO_POSE_QUESTIONS))]
+        return [(f"{IMAGE_TOKEN}\n{question}", templates.POSE_ANSWERS[rng.integers(len(templates.POSE_ANSWERS))])]
+    if kind == VQA:
+        if len(texts) < 2 or len(texts) % 2:
+            raise ValueError(f"VQA conversation needs human/assistant pairs; got {len(texts)} turns")
+        turns = [(texts[i].strip(), texts[i + 1].strip()) for i in range(0, len(texts), 2)]
+        first = turns[0][0].replace(IMAGE_TOKEN, "").strip()
+        turns[0] = (f"{IMAGE_TOKEN}\n{first}", turns[0][1])
+        return [(u, a) if i == 0 else (u.replace(IMAGE_TOKEN, "").strip(), a) for i, (u, a) in enumerate(turns)]
+    raise ValueError(f"unknown conversation kind {kind}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Encoded:
+    """Tokenised samples, right-padded to `length` columns.
+
+    input_ids, labels, attention_mask: int32[N, length]; keep: bool[N] (False = dropped, see
+    `drop_reason`); num_tokens: int32[N] real tokens; drop_reason: list of '' | 'pose_truncated'.
+    """
+
+    input_ids: np.ndarray
+    labels: np.ndarray
+    attention_mask: np.ndarray
+    keep: np.ndarray
+    num_tokens: np.ndarray
+    drop_reason: list[str]
+
+
+def encode(
+    tokenizer,
+    conversations: Sequence[Turns],
+    num_image_tokens: int,
+    max_text_length: int,
+    length: int | None = None,
+) -> Encoded:
+    """Tokenises conversations (one batched tokenizer call) into ids, labels and masks.
+
+    Args:
+      tokenizer: a Hugging Face fast tokenizer with `<image>`, `<pad>`, `<POSE>` (see tokenizer.py).
+      conversations: per sample, its (user, answer) rounds from `make_turns`.
+      num_image_tokens: positions one `<image>` expands to (576 for CLIP ViT-L/14-336).
+      max_text_length: most tokens per sample that are not image tokens.
+      length: columns of the output (default max_text_length + num_image_tokens).
+    """
+    ids_of = special_ids(tokenizer)
+    image_id, pose_id, pad_id = ids_of["image"], ids_of["pose"], ids_of["pad"]
+    length = max_text_length + num_image_tokens if length is None else length
+    prompts, spans = zip(*(vicuna_prompt(turns) for turns in conversations), strict=True) if conversations else ((), ())
+    enc = tokenizer(list(prompts), return_offsets_mapping=True, add_special_tokens=True)
+    n = len(prompts)
+    input_ids = np.full((n, length), pad_id, np.int32)
+    labels = np.full((n, length), IGNORE_INDEX, np.int32)
+    attention_mask = np.zeros((n, length), np.int32)
+    keep = np.ones(n, bool)
+    num_tokens = np.zeros(n, np.int32)
+    reasons = [""] * n
+    for i in range(n):
+        ids = np.asarray(enc["input_ids"][i], np.int32)
+        offsets = np.asarray(enc["offset_mapping"][i], np.int64).reshape(-1, 2)
+        learned = np.zeros(len(ids), bool)
+        for start, end in spans[i]:
+            learned |= (offsets[:, 1] > start) & (offsets[:, 0] < end)
+        learned &= ids != image_id
+        is_image = ids == image_id
+        # Truncate on text tokens: cumulative count of non-image tokens.
+        text_count = np.cumsum(~is_image)
+        fits = text_count <= max_text_length
+        if not fits.all():
+            if np.any(ids[~fits] == pose_id):
+                keep[i], reasons[i] = False, "pose_truncated"
+                continue
+            ids, learned, is_image = ids[fits], learned[fits], is_image[fits]
+        repeats = np.where(is_image, num_image_tokens, 1)
+        ids = np.repeat(ids, repeats)
+        learned = np.repeat(learned, repeats)
+        if len(ids) > length:
+            raise ValueError(
+                f"sample of {len(ids)} tokens does not fit length={length} (max_text_length={max_text_length}, "
+                f"num_image_tokens={num_image_tokens}, {int(is_image.sum())} images)"
+            )
+        input_ids[i, : len(ids)] = ids
+        labels[i, : len(ids)] = np.where(learned, ids, IGNORE_INDEX)
+        attention_mask[i, : len(ids)] = 1
+        num_tokens[i] = len(ids)
+    return Encoded(input_ids, labels, attention_mask, keep, num_tokens, reasons)

@@ -1,0 +1,329 @@
+"""Writers of the raw dataset formats, filled from the synthetic body model.
+
+Each writer takes a folder (the dataset's manual folder) and writes exactly what the real
+release holds there; `synthesize` writes all of them plus the body model and a tokenizer.
+
+    OUT/body_models/smpl/SMPL_NEUTRAL.pkl   the synthetic SMPL
+    OUT/tokenizer/                           1000 pieces + <image>, <pad>, <POSE>
+    OUT/posescript/posescript_release/*.json PoseScript V2 (and V1) release files
+    OUT/posescript/AMASS/<set>/<subj>/*.npz  AMASS SMPL-H sequences (`poses` (frames, 156), z-up)
+    OUT/hmr_images/npz/*.npz + images/<set>/ SPIN-style annotation files and their images
+    OUT/hmr_images/tars/*.tar                4D-Humans webdataset shards (jpg + data.pyd)
+    OUT/llava_instruct/llava_instruct_150k.json + coco/train2017/*.jpg
+    OUT/spg/spg.json                         text + pose pairs
+    OUT/rpe/rpe.json + rpe/images/*.jpg      image + description + pose
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import tarfile
+
+import numpy as np
+from PIL import Image
+
+from data_pipelines.orientation import (
+    Z_UP_TO_Y_UP,
+    change_frame,
+    chatpose_orientation,
+    euler_xyz_to_rotmat,
+    rotmat_to_axis_angle,
+)
+from data_pipelines.synthetic import posecodes, poses, scenes
+
+AUTO_VERSIONS = "ABCDEF"  # PoseScript V1's automatic caption files
+
+
+def _dump_json(path: str, obj) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(obj, f)
+
+
+def _save_jpeg(path: str, image: np.ndarray) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray(image).save(path, quality=92)
+
+
+def _y_up_to_amass_root(global_orient_y_up: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An AMASS (z-up) root whose ChatPose handling gives back a y-up root with some yaw.
+
+    The y-up root R maps to the z-up root Rz(yaw) (Z_UP_TO_Y_UP^T R): a random heading, which
+    PoseScript's yaw removal takes off again.
+    """
+    yaw = rng.uniform(-np.pi, np.pi)
+    z_up = change_frame(global_orient_y_up, Z_UP_TO_Y_UP.T)
+    heading = euler_xyz_to_rotmat(np.zeros(()), np.zeros(()), np.asarray(yaw))
+    return change_frame(z_up, heading)
+
+
+def write_posescript(root: str, body_model, num_poses: int = 300, seed: int = 0, versions=("v2", "v1")) -> dict:
+    """PoseScript release files and AMASS sequences for `num_poses` poses.
+
+    Poses are sampled facing +z (the yaw is put into the AMASS root, as in real captures), so
+    the descriptions, made from the yaw-free y-up joints, match what the builder returns.
+    Returns {'ids': [...], 'texts': {id: [human + automatic texts]}} for tests and the tokenizer.
+    """
+    rng = np.random.default_rng(seed)
+    go, bp = poses.sample_poses(num_poses, seed, yaw_range=0.0)
+    # The canonical (yaw-free) root that the builder reconstructs: used for the descriptions.
+    amass_roots = np.stack([_y_up_to_amass_root(g, rng) for g in go])
+    canonical = np.stack([chatpose_orientation(r) for r in amass_roots]).astype(np.float32)
+    _, joints = scenes.pose_bodies(body_model, canonical, bp, np.zeros((num_poses, 10), np.float32))
+    frames_per_seq = 10
+    index, human, auto = {}, {}, {}
+    v1_auto = {v: {} for v in AUTO_VERSIONS}
+    all_texts = {}
+    for start in range(0, num_poses, frames_per_seq):
+        seq = start // frames_per_seq
+        rel = f"SynthMocap/subject{seq % 7:02d}/seq{seq:04d}_poses.npz"
+        count = min(frames_per_seq, num_poses - start)
+        smplh = np.zeros((count, 156), np.float32)
+        smplh[:, :3] = amass_roots[start : start + count]
+        smplh[:, 3:66] = bp[start : start + count, :63]
+        smplh[:, 66:69] = bp[start : start + count, 63:66]  # left hand root (first left finger joint)
+        smplh[:, 111:114] = bp[start : start + count, 66:69]  # right hand root (first right finger joint)
+        path = os.path.join(root, "AMASS", rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        np.savez(path, poses=smplh, trans=np.zeros((count, 3), np.float32), betas=np.zeros(16, np.float32),
+                 gender=np.array("neutral"), mocap_framerate=np.array(120.0))  # fmt: skip
+        for k in range(count):
+            pid = start + k
+            index[str(pid)] = ["AMASS", rel, k]
+            autos = [posecodes.describe(joints[pid], rng) for _ in AUTO_VERSIONS]
+            auto[str(pid)] = autos
+            for v, text in zip(AUTO_VERSIONS, autos, strict=True):
+                v1_auto[v][str(pid)] = text
+            texts = list(autos)
+            if rng.random() < 0.4:  # human captions cover a subset, as in the release
+                human[str(pid)] = posecodes.describe(joints[pid], rng, human=True)
+                texts.insert(0, human[str(pid)])
+            all_texts[pid] = texts
+    ids = rng.permutation(num_poses).tolist()
+    n_val, n_test = max(1, num_poses // 10), max(1, num_poses // 10)
+    splits = {"val": ids[:n_val], "test": ids[n_val : n_val + n_test], "train": ids[n_val + n_test :]}
+    release = os.path.join(root, "posescript_release")
+    if "v2" in versions:
+        _dump_json(os.path.join(release, "ids_2_dataset_sequence_and_frame_index_100k.json"), index)
+        for split, split_ids in splits.items():
+            _dump_json(os.path.join(release, f"{split}_ids_100k.json"), sorted(split_ids))
+        _dump_json(os.path.join(release, "posescript_human_6293.json"), human)
+        _dump_json(os.path.join(release, "posescript_auto_100k.json"), auto)
+    if "v1" in versions:
+        _dump_json(os.path.join(release, "ids_2_dataset_sequence_and_frame_index.json"), index)
+        for split, split_ids in splits.items():
+            _dump_json(os.path.join(release, f"{split}_ids.json"), sorted(split_ids))
+        _dump_json(os.path.join(release, "human3893.json"), human)
+        for v in AUTO_VERSIONS:
+            _dump_json(os.path.join(release, f"automatic_{v}.json"), v1_auto[v])
+    return {
+        "ids": list(range(num_poses)),
+        "texts": all_texts,
+        "splits": splits,
+        "body_pose": bp,
+        "global_orient": canonical,
+    }
+
+
+def _scenes(body_model, num: int, seed: int) -> list[scenes.Scene]:
+    go, bp = poses.sample_poses(num, seed)
+    betas = poses.sample_betas(num, seed + 1)
+    return scenes.render_scenes(body_model, go, bp, betas, seed + 2)
+
+
+def write_hmr_images(root: str, body_model, num_images: int = 200, seed: int = 1, num_tar_shards: int = 2) -> dict:
+    """SPIN-style npz files with images, and 4D-Humans webdataset tars.
+
+    npz/synth_train.npz (SPIN training keys: imgname, center, scale, pose (72), shape (10),
+    has_smpl, part (24, 3)), npz/3dpw_test.npz (SPIN's eval keys with gender), and tars/*.tar
+    whose samples are `KEY.jpg` + `KEY.data.pyd` (a pickled list of one dict per person:
+    center, scale, body_pose (72), betas, has_body_pose, has_betas, keypoints_2d, keypoints_3d).
+    Images go to images/<npz stem>/; a third of the scenes each.
+    """
+    all_scenes = _scenes(body_model, num_images, seed)
+    thirds = np.array_split(np.arange(num_images), 3)
+    counts = {}
+    for name, idx in (("synth_train", thirds[0]), ("3dpw_test", thirds[1])):
+        imgnames, arrays = [], {k: [] for k in ("center", "scale", "pose", "shape", "gender")}
+        for i in idx:
+            s = all_scenes[i]
+            imgname = f"imageFiles/seq{i // 20:03d}/image_{i:05d}.jpg"
+            _save_jpeg(os.path.join(root, "images", name, imgname), s.image)
+            imgnames.append(imgname)
+            arrays["center"].append(s.center)
+            arrays["scale"].append(s.scale)
+            arrays["pose"].append(np.concatenate([s.global_orient, s.body_pose]))
+            arrays["shape"].append(s.betas)
+            arrays["gender"].append("m" if i % 2 else "f")
+        out = {k: np.asarray(v) for k, v in arrays.items()}
+        out["imgname"] = np.asarray(imgnames)
+        out["center"] = out["center"].astype(np.float64)
+        if name == "synth_train":
+            out["has_smpl"] = np.ones(len(idx))
+            out["part"] = np.zeros((len(idx), 24, 3))
+            del out["gender"]
+        path = os.path.join(root, "npz", f"{name}.npz")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        np.savez(path, **out)
+        counts[name] = len(idx)
+    tar_idx = np.array_split(thirds[2], num_tar_shards)
+    os.makedirs(os.path.join(root, "tars"), exist_ok=True)
+    for shard, idx in enumerate(tar_idx):
+        with tarfile.open(os.path.join(root, "tars", f"{shard:06d}.tar"), "w") as tar:
+            for i in idx:
+                s = all_scenes[i]
+                key = f"synth_{i:06d}"
+                buf = io.BytesIO()
+                Image.fromarray(s.image).save(buf, format="JPEG", quality=92)
+                person = {
+                    "center": s.center.astype(np.float32),
+                    "scale": np.float32(s.scale),
+                    "body_pose": np.concatenate([s.global_orient, s.body_pose]).astype(np.float32),
+                    "betas": s.betas,
+                    "has_body_pose": np.float32(1.0),
+                    "has_betas": np.float32(1.0),
+                    "keypoints_2d": np.zeros((44, 3), np.float32),
+                    "keypoints_3d": np.zeros((44, 4), np.float32),
+                }
+                for name, payload in ((f"{key}.jpg", buf.getvalue()), (f"{key}.data.pyd", pickle.dumps([person]))):
+                    info = tarfile.TarInfo(name)
+                    info.size = len(payload)
+                    tar.addfile(info, io.BytesIO(payload))
+    counts["tars"] = len(thirds[2])
+    return {"counts": counts, "scenes": all_scenes}
+
+
+_YES_NO = ("Yes.", "No.")
+
+
+def vqa_turns(scene: scenes.Scene, rng: np.random.Generator) -> list[tuple[str, str]]:
+    """2-3 question / answer rounds about a scene, each answer true of its picture."""
+    codes = posecodes.posecodes(scene.joints)
+    facing = abs(scene.yaw) < np.radians(60)
+    away = abs(scene.yaw) > np.radians(120)
+    side = rng.choice(["left", "right"])
+    hand_up = codes.get(f"{side}_hand") == "above the head"
+    pool = [
+        ("What colour is the background?", f"The background is {scene.background}."),
+        ("What colour is the person?", f"The person is {scene.body_color}."),
+        (
+            "Is the person facing the camera?",
+            "Yes, the person faces the camera."
+            if facing
+            else ("No, the person faces away from the camera." if away else "The person is turned to the side."),
+        ),  # fmt: skip
+        (f"Is the person's {side} hand above their head?", _YES_NO[0] if hand_up else _YES_NO[1]),
+        ("Describe the person's pose.", posecodes.describe(scene.joints, rng, human=True)),
+    ]
+    order = rng.permutation(len(pool))[: rng.integers(2, 4)]
+    return [pool[i] for i in order]
+
+
+def write_llava_instruct(root: str, body_model, num_images: int = 120, seed: int = 2) -> dict:
+    """LLaVA-Instruct JSON (id, image, conversations [{from, value}]) and COCO-named images."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for i, scene in enumerate(_scenes(body_model, num_images, seed)):
+        image = f"{100000 + i:012d}.jpg"
+        _save_jpeg(os.path.join(root, "coco", "train2017", image), scene.image)
+        conversation = []
+        for k, (q, a) in enumerate(vqa_turns(scene, rng)):
+            value = (f"<image>\n{q}" if rng.random() < 0.5 else f"{q}\n<image>") if k == 0 else q
+            conversation += [{"from": "human", "value": value}, {"from": "gpt", "value": a}]
+        records.append({"id": f"{100000 + i:012d}", "image": image, "conversations": conversation})
+    _dump_json(os.path.join(root, "llava_instruct_150k.json"), records)
+    return {"records": records}
+
+
+def write_spg(root: str, body_model, num_pairs: int = 60, seed: int = 3) -> dict:
+    """SPG-style pairs: {id, description, global_orient (y-up), body_pose} in spg.json."""
+    rng = np.random.default_rng(seed)
+    go, bp = poses.sample_poses(num_pairs, seed, yaw_range=0.0)
+    _, joints = scenes.pose_bodies(body_model, go, bp, np.zeros((num_pairs, 10), np.float32))
+    records = [
+        {"id": i, "description": posecodes.describe(joints[i], rng, human=True), "global_orient": go[i].tolist(),
+         "body_pose": bp[i].tolist()}
+        for i in range(num_pairs)
+    ]  # fmt: skip
+    _dump_json(os.path.join(root, "spg.json"), records)
+    return {"records": records}
+
+
+def write_rpe(root: str, body_model, num_pairs: int = 40, seed: int = 4) -> dict:
+    """RPE-style samples: an image, a description of the person, the pose, in rpe.json + images/."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for i, s in enumerate(_scenes(body_model, num_pairs, seed)):
+        image = f"images/rpe_{i:05d}.jpg"
+        _save_jpeg(os.path.join(root, image), s.image)
+        records.append(
+            {
+                "id": i,
+                "image": image,
+                "description": posecodes.describe(s.joints, rng, human=True),
+                "center": s.center.tolist(),
+                "scale": s.scale,
+                "global_orient": s.global_orient.tolist(),  # OpenCV camera frame, as 3DPW
+                "body_pose": s.body_pose.tolist(),
+                "betas": s.betas.tolist(),
+                "gender": "m" if i % 2 else "f",
+            }
+        )
+    _dump_json(os.path.join(root, "rpe.json"), records)
+    return {"records": records}
+
+
+def synthesize(
+    out: str,
+    *,
+    num_poses: int = 300,
+    num_hmr_images: int = 150,
+    num_vqa_images: int = 90,
+    num_spg: int = 60,
+    num_rpe: int = 30,
+    seed: int = 0,
+    body_model_path: str | None = None,
+) -> dict[str, str]:
+    """Writes every synthetic raw dataset, the body model and the tokenizer under `out`.
+
+    Returns {name: folder}: 'body_model' (the .pkl), 'tokenizer', and one manual folder per
+    dataset ('posescript', 'hmr_images', 'llava_instruct', 'spg', 'rpe').
+    """
+    from chatpose_jax.body import load_body_model
+    from chatpose_jax.body.synthetic import write_smpl_pkl
+    from data_pipelines.conversation import SYSTEM_PROMPT
+    from data_pipelines.templates import all_template_texts
+    from data_pipelines.tokenizer import make_synthetic_tokenizer
+
+    if body_model_path is None:
+        body_model_path = write_smpl_pkl(os.path.join(out, "body_models", "smpl", "SMPL_NEUTRAL.pkl"), seed=seed)
+    body_model = load_body_model(body_model_path)
+    paths = {"body_model": body_model_path}
+    for name in ("posescript", "hmr_images", "llava_instruct", "spg", "rpe"):
+        paths[name] = os.path.join(out, name)
+    ps = write_posescript(paths["posescript"], body_model, num_poses, seed)
+    write_hmr_images(paths["hmr_images"], body_model, num_hmr_images, seed + 1)
+    llava = write_llava_instruct(paths["llava_instruct"], body_model, num_vqa_images, seed + 2)
+    spg = write_spg(paths["spg"], body_model, num_spg, seed + 3)
+    rpe = write_rpe(paths["rpe"], body_model, num_rpe, seed + 4)
+    corpus = [SYSTEM_PROMPT, "USER: ASSISTANT:", *all_template_texts()]
+    corpus += [t for texts in ps["texts"].values() for t in texts]
+    corpus += [turn["value"].replace("<image>", "") for r in llava["records"] for turn in r["conversations"]]
+    corpus += [r["description"] for r in spg["records"] + rpe["records"]]
+    paths["tokenizer"] = os.path.join(out, "tokenizer")
+    make_synthetic_tokenizer(paths["tokenizer"], corpus)
+    return paths
+
+
+__all__ = [
+    "rotmat_to_axis_angle",
+    "synthesize",
+    "write_hmr_images",
+    "write_llava_instruct",
+    "write_posescript",
+    "write_rpe",
+    "write_spg",
+]
