@@ -242,7 +242,7 @@ def _parts(model_type: str) -> list[_Part]:
                     flat=0.45,
                     thin=(0.0, 1.0, 0.0),
                     joints=(f"{side}_wrist", f"{side}_index1", f"{side}_middle1", f"{side}_ring1", f"{side}_pinky1"),
-                    sigma=0.02,
+                    sigma=0.03,
                     density=2.0,
                 )
             )
@@ -259,7 +259,7 @@ def _parts(model_type: str) -> list[_Part]:
                         _FINGER_RADIUS[finger],
                         0.85 * _FINGER_RADIUS[finger],
                         joints=(f"{side}_wrist",) + tuple(f"{side}_{finger}{k}" for k in (1, 2, 3)),
-                        sigma=0.008,
+                        sigma=0.014,
                         density=3.0,
                     )
                 )

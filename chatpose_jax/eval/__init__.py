@@ -1,0 +1,1 @@
+"""Evaluation: pose metrics (MPJPE, PA-MPJPE, PVE, SPIN's 14 LSP joints)."""
