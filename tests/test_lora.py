@@ -40,7 +40,8 @@ def _randomise_b(lora, key):
     leaves, tree = jax.tree.flatten_with_path(lora)
     keys = jax.random.split(key, len(leaves))
     out = [
-        0.05 * jax.random.normal(k, x.shape) if path[-1].key == "lora_b" else x for k, (path, x) in zip(keys, leaves, strict=True)
+        0.05 * jax.random.normal(k, x.shape) if path[-1].key == "lora_b" else x
+        for k, (path, x) in zip(keys, leaves, strict=True)
     ]
     return jax.tree.unflatten(tree, out)
 
