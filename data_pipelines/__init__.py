@@ -7,3 +7,6 @@ feeds host memory, and the accelerators belong to JAX.
 from data_pipelines.tf_setup import hide_accelerators_from_tensorflow
 
 hide_accelerators_from_tensorflow()
+
+# Registers the TFDS builders (posescript, hmr_images, llava_instruct, spg, rpe) by name.
+from data_pipelines import builders  # noqa: E402, F401

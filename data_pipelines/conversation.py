@@ -50,32 +50,34 @@ def vicuna_prompt(turns: Sequence[tuple[str, str]], system: str = SYSTEM_PROMPT)
     return text, spans
 
 
-def make_turns(kind: int, texts: Sequence[str], rng: np.random.Generator) -> Turns:
+def make_turns(kind: int, texts: Sequence[str], rng: np.random.Generator, has_image: bool = True) -> Turns:
     """The conversation of one sample.
 
     kind TEXT_TO_POSE: `texts` are the pose's descriptions; one is drawn, put in a Table 3
-    question, and answered with a Table 2 answer. IMAGE_TO_POSE: `texts` unused; `<image>` and a
-    Table 1 question, a Table 2 answer. VQA: `texts` alternate human / assistant turns (LLaVA
-    JSON order); `<image>` is moved to the front of the first turn, as LLaVA does.
+    question, and answered with a Table 2 answer. IMAGE_TO_POSE: `<image>` and a Table 1
+    question, a Table 2 answer; when `texts` holds descriptions (RPE), one is drawn and prefixed
+    to say which person is meant. VQA: `texts` alternate human / assistant turns (LLaVA JSON
+    order); with an image, `<image>` is moved to the front of the first turn, as LLaVA does.
     """
+    answer = templates.POSE_ANSWERS[rng.integers(len(templates.POSE_ANSWERS))]
     if kind == TEXT_TO_POSE:
         if not texts:
             raise ValueError("text-to-pose sample without a description")
         description = texts[rng.integers(len(texts))]
-        question = templates.text_to_pose_question(
-            templates.TEXT_TO_POSE_QUESTIONS[rng.integers(len(templates.TEXT_TO_POSE_QUESTIONS))], description
-        )
-        return [(question, templates.POSE_ANSWERS[rng.integers(len(templates.POSE_ANSWERS))])]
+        template = templates.TEXT_TO_POSE_QUESTIONS[rng.integers(len(templates.TEXT_TO_POSE_QUESTIONS))]
+        return [(templates.text_to_pose_question(template, description), answer)]
     if kind == IMAGE_TO_POSE:
         question = templates.IMAGE_TO_POSE_QUESTIONS[rng.integers(len(templates.IMAGE_TO_POSE_QUESTIONS))]
-        return [(f"{IMAGE_TOKEN}\n{question}", templates.POSE_ANSWERS[rng.integers(len(templates.POSE_ANSWERS))])]
+        if texts:
+            question = f"The person I mean: {texts[rng.integers(len(texts))].strip()} {question}"
+        return [(f"{IMAGE_TOKEN}\n{question}", answer)]
     if kind == VQA:
         if len(texts) < 2 or len(texts) % 2:
             raise ValueError(f"VQA conversation needs human/assistant pairs; got {len(texts)} turns")
-        turns = [(texts[i].strip(), texts[i + 1].strip()) for i in range(0, len(texts), 2)]
-        first = turns[0][0].replace(IMAGE_TOKEN, "").strip()
-        turns[0] = (f"{IMAGE_TOKEN}\n{first}", turns[0][1])
-        return [(u, a) if i == 0 else (u.replace(IMAGE_TOKEN, "").strip(), a) for i, (u, a) in enumerate(turns)]
+        turns = [(texts[i].replace(IMAGE_TOKEN, "").strip(), texts[i + 1].strip()) for i in range(0, len(texts), 2)]
+        if has_image:
+            turns[0] = (f"{IMAGE_TOKEN}\n{turns[0][0]}", turns[0][1])
+        return turns
     raise ValueError(f"unknown conversation kind {kind}")
 
 

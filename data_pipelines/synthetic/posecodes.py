@@ -136,7 +136,7 @@ def _phrases(codes: dict[str, str], human: bool) -> list[str]:
     return out
 
 
-def describe(joints: np.ndarray, rng: np.random.Generator, human: bool = False, max_facts: int = 6) -> str:
+def describe(joints: np.ndarray, rng: np.random.Generator, human: bool = False, max_facts: int = 4) -> str:
     """A caption of the pose: its posture and torso, then up to `max_facts` limb facts in random order.
 
     joints: float[24, 3] metres, y up. `human` picks the looser style of the human captions.

@@ -93,7 +93,7 @@ def write_posescript(root: str, body_model, num_poses: int = 300, seed: int = 0,
         for k in range(count):
             pid = start + k
             index[str(pid)] = ["AMASS", rel, k]
-            autos = [posecodes.describe(joints[pid], rng) for _ in AUTO_VERSIONS]
+            autos = [posecodes.describe(joints[pid], rng, max_facts=4) for _ in AUTO_VERSIONS]
             auto[str(pid)] = autos
             for v, text in zip(AUTO_VERSIONS, autos, strict=True):
                 v1_auto[v][str(pid)] = text
@@ -309,7 +309,8 @@ def synthesize(
     llava = write_llava_instruct(paths["llava_instruct"], body_model, num_vqa_images, seed + 2)
     spg = write_spg(paths["spg"], body_model, num_spg, seed + 3)
     rpe = write_rpe(paths["rpe"], body_model, num_rpe, seed + 4)
-    corpus = [SYSTEM_PROMPT, "USER: ASSISTANT:", *all_template_texts()]
+    # The fixed texts occur in every sample: weight them so BPE gives their words whole pieces.
+    corpus = [SYSTEM_PROMPT, "USER: ASSISTANT:", *all_template_texts()] * 50
     corpus += [t for texts in ps["texts"].values() for t in texts]
     corpus += [turn["value"].replace("<image>", "") for r in llava["records"] for turn in r["conversations"]]
     corpus += [r["description"] for r in spg["records"] + rpe["records"]]

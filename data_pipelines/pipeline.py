@@ -1,0 +1,411 @@
+"""Mixed conversation streams in tf.data, batched in the layout of `data_pipelines.batch`.
+
+Flow, per host (process) h of H:
+
+  source s: TFDS split -> host shard (`tfds.even_splits`, disjoint, together complete) -> common
+            element (kind, texts, image bytes, crop, pose) -> shuffle (seed, reshuffled each epoch)
+            -> repeat
+  mixture:  `sample_from_datasets(streams, ratios, seed)` -> enumerate (element index)
+            -> images (decode, person crop, pad-to-square, CLIP resize + normalise; parallel,
+               deterministic) -> chunks of 64 -> conversation templates + tokenisation (one
+               batched tokenizer call; a sample whose `<POSE>` would be truncated is dropped and
+               counted) -> filter -> batch (local batch) -> prefetch
+  host:     pad length to the smallest bucket that fits (agreed across hosts) -> numpy dict;
+            `global_batch` assembles the hosts' parts into `jax.Array`s sharded over the mesh's
+            data axes.
+
+Determinism and resume: every random choice is seeded (per-source shuffles, the mixture, and
+each sample's templates from (seed, element index)), and tf.data keeps the order, so the
+stream is a pure function of the seed and the host. Every batch carries the index of its last
+element; the iterator's state is {next element index, seed, host, ...} (a small JSON-able
+dict), and `restore` rebuilds the stream and skips that many elements before any image is
+decoded or any text tokenised (skipping reads records only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from data_pipelines import conversation, images
+from data_pipelines.batch import IGNORE_INDEX
+from data_pipelines.tokenizer import special_ids
+
+SEPARATOR = "\x1f"  # joins a sample's texts into one string between tf.data and the tokenizer
+TOKENIZE_CHUNK = 64
+STATE_VERSION = 1
+# Which split each dataset trains on.
+TRAIN_SPLITS = {"posescript": "train", "hmr_images": "train", "llava_instruct": "train", "spg": "test", "rpe": "test"}
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """What the pipeline needs, from the experiment's data / train / model sections.
+
+    batch_size is global (all hosts); the host's part is batch_size / process_count.
+    buckets: lengths a batch may be padded to (sorted; default 4 even steps up to the longest).
+    """
+
+    data_dir: str
+    datasets: tuple[str, ...]
+    ratios: tuple[float, ...]
+    batch_size: int
+    max_text_length: int
+    image_size: int
+    num_image_tokens: int
+    max_poses: int = 1
+    image_aspect: str = "none"
+    shuffle_buffer: int = 1000
+    seed: int = 0
+    buckets: tuple[int, ...] = ()
+    splits: tuple[str, ...] = ()  # per dataset; default TRAIN_SPLITS
+
+    @property
+    def max_length(self) -> int:
+        return self.max_text_length + self.num_image_tokens
+
+    @property
+    def bucket_lengths(self) -> tuple[int, ...]:
+        if self.buckets:
+            return tuple(sorted(self.buckets))
+        step = -(-self.max_length // 4)
+        return tuple(sorted({min(self.max_length, -(-step * k // 8) * 8) for k in range(1, 5)} | {self.max_length}))
+
+
+def pipeline_config(experiment, **overrides) -> PipelineConfig:
+    """The PipelineConfig of a validated `chatpose_jax.experiment.Experiment` (read by attribute only)."""
+    vision = experiment.model.vision
+    fields = dict(
+        data_dir=experiment.data.data_dir,
+        datasets=tuple(experiment.data.datasets),
+        ratios=tuple(experiment.data.ratios),
+        batch_size=experiment.train.batch_size,
+        max_text_length=experiment.train.max_text_length,
+        image_size=vision.image_size,
+        num_image_tokens=(vision.image_size // vision.patch_size) ** 2,
+        max_poses=experiment.model.pose_head.max_poses,
+        image_aspect=experiment.data.image_aspect,
+        shuffle_buffer=experiment.data.shuffle_buffer,
+        seed=experiment.train.seed,
+    )
+    fields.update(overrides)
+    return PipelineConfig(**fields)
+
+
+# ---- sources -------------------------------------------------------------------------------------
+
+
+def _element(kind, texts, image, has_image, crop, has_crop, global_orient, body_pose, betas, has_pose, source):
+    """The common element every source is mapped to (before images and tokens)."""
+    return {
+        "kind": tf.cast(kind, tf.int32),
+        "texts": tf.strings.reduce_join(texts, separator=SEPARATOR),
+        "image": image,
+        "has_image": tf.cast(has_image, tf.bool),
+        "crop": tf.cast(crop, tf.float32),
+        "has_crop": tf.cast(has_crop, tf.bool),
+        "global_orient": tf.cast(global_orient, tf.float32),
+        "body_pose": tf.cast(body_pose, tf.float32),
+        "betas": tf.cast(betas, tf.float32),
+        "has_pose": tf.cast(has_pose, tf.bool),
+        "source": tf.constant(source, tf.int32),
+    }
+
+
+def _adapter(name: str, source: int):
+    """TFDS example of dataset `name` -> common element."""
+    no_crop, no_betas, none = tf.zeros([3]), tf.zeros([10]), tf.constant(b"")
+    if name == "posescript":
+        return lambda ex: _element(
+            conversation.TEXT_TO_POSE, tf.concat([ex["texts_human"], ex["texts_automatic"]], 0), none, False,
+            no_crop, False, ex["global_orient"], ex["body_pose"], no_betas, True, source,
+        )  # fmt: skip
+    if name == "spg":
+        return lambda ex: _element(
+            conversation.TEXT_TO_POSE, ex["description"][None], none, False, no_crop, False,
+            ex["global_orient"], ex["body_pose"], no_betas, True, source,
+        )  # fmt: skip
+    if name in ("hmr_images", "rpe"):
+
+        def adapt(ex):  # fmt: skip
+            texts = ex["description"][None] if name == "rpe" else tf.zeros([0], tf.string)
+            crop = tf.concat([ex["center"], ex["scale"][None]], 0)
+            return _element(conversation.IMAGE_TO_POSE, texts, ex["image"], True, crop, True,
+                            ex["global_orient"], ex["body_pose"], ex["betas"], True, source)  # fmt: skip
+
+        return adapt
+    if name == "llava_instruct":
+        return lambda ex: _element(
+            conversation.VQA, ex["turns"], ex["image"], ex["has_image"], no_crop, False,
+            tf.zeros([3]), tf.zeros([69]), no_betas, False, source,
+        )  # fmt: skip
+    raise KeyError(f"no pipeline adapter for dataset {name!r}; known: {', '.join(TRAIN_SPLITS)}")
+
+
+def host_split(split: str, num_examples: int, process_index: int, process_count: int) -> str:
+    """This host's part of `split`: contiguous, disjoint across hosts, together the whole split."""
+    if num_examples < process_count:
+        raise ValueError(f"split {split!r} has {num_examples} examples for {process_count} hosts")
+    return tfds.even_splits(split, n=process_count, drop_remainder=False)[process_index]
+
+
+def source_stream(config: PipelineConfig, source: int, process_index: int, process_count: int) -> tf.data.Dataset:
+    """One dataset's endless, shuffled stream of common elements for this host."""
+    name = config.datasets[source]
+    split = config.splits[source] if config.splits else TRAIN_SPLITS.get(name, "train")
+    builder = tfds.builder(name, data_dir=config.data_dir)
+    if split not in builder.info.splits:
+        raise FileNotFoundError(
+            f"{name}: no split {split!r} in {config.data_dir} (prepare it with chatpose-data prepare)"
+        )
+    num = builder.info.splits[split].num_examples
+    if num == 0:
+        raise FileNotFoundError(f"{name}: split {split!r} in {config.data_dir} has no examples")
+    decoders = {"image": tfds.decode.SkipDecoding()} if "image" in builder.info.features else None
+    if name == "llava_instruct":
+        decoders = None  # its image is raw bytes already
+    ds = builder.as_dataset(
+        split=host_split(split, num, process_index, process_count),
+        shuffle_files=False,
+        decoders=decoders,
+        read_config=tfds.ReadConfig(add_tfds_id=False, try_autocache=False),
+    )
+    if name == "hmr_images":
+        ds = ds.filter(lambda ex: ex["has_smpl"])
+    ds = ds.map(_adapter(name, source), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    seed = np.random.SeedSequence([config.seed, source, process_index]).generate_state(1)[0]
+    return ds.shuffle(config.shuffle_buffer, seed=int(seed), reshuffle_each_iteration=True).repeat()
+
+
+def mixed_elements(config: PipelineConfig, process_index: int, process_count: int, skip: int = 0) -> tf.data.Dataset:
+    """(element index, common element) of the mixture, from index `skip` on."""
+    active = [i for i, r in enumerate(config.ratios) if r > 0]
+    streams = [source_stream(config, i, process_index, process_count) for i in active]
+    weights = [float(config.ratios[i]) / sum(config.ratios[j] for j in active) for i in active]
+    seed = int(np.random.SeedSequence([config.seed, 1_000_003, process_index]).generate_state(1)[0])
+    mixed = streams[0] if len(streams) == 1 else tf.data.Dataset.sample_from_datasets(streams, weights, seed=seed)
+    return mixed.enumerate().skip(skip)
+
+
+# ---- images and tokens ---------------------------------------------------------------------------
+
+
+def image_fn(image_size: int, pad_square: bool):
+    """(index, element) -> (index, element + pixel_values float32[3, S, S]), zeros without an image."""
+
+    def load(index, el):
+        def process():
+            image = images.decode(el["image"])
+            image = tf.cond(
+                el["has_crop"],
+                lambda: images.crop_person(image, el["crop"][:2], el["crop"][2]),
+                lambda: tf.cast(image, tf.float32),
+            )
+            return images.clip_preprocess(image, image_size, pad_square=pad_square)
+
+        pixels = tf.cond(el["has_image"], process, lambda: tf.zeros([3, image_size, image_size], tf.float32))
+        out = dict(el)
+        del out["image"]
+        out["pixel_values"] = tf.ensure_shape(pixels, [3, image_size, image_size])
+        return index, out
+
+    return load
+
+
+class Tokenize:
+    """Chunk of elements -> token arrays; counts dropped samples (thread-safe)."""
+
+    def __init__(self, tokenizer, config: PipelineConfig):
+        self.tokenizer, self.config = tokenizer, config
+        self.ids = special_ids(tokenizer)
+        self.dropped: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, index: np.ndarray, kind: np.ndarray, texts: np.ndarray, has_image: np.ndarray):
+        conversations = []
+        for i, k, t, img in zip(index, kind, texts, has_image, strict=True):
+            rng = np.random.default_rng([self.config.seed, int(i)])
+            parts = [p for p in t.decode("utf-8").split(SEPARATOR) if p] if t else []
+            conversations.append(conversation.make_turns(int(k), parts, rng, has_image=bool(img)))
+        enc = conversation.encode(
+            self.tokenizer,
+            conversations,
+            self.config.num_image_tokens,
+            self.config.max_text_length,
+            self.config.max_length,
+        )
+        num_pose = (enc.input_ids == self.ids["pose"]).sum(axis=1)
+        keep = enc.keep & (num_pose <= self.config.max_poses)
+        with self._lock:
+            for reason in enc.drop_reason:
+                if reason:
+                    self.dropped[reason] = self.dropped.get(reason, 0) + 1
+            extra = int((enc.keep & ~keep).sum())
+            if extra:
+                self.dropped["too_many_poses"] = self.dropped.get("too_many_poses", 0) + extra
+        return enc.input_ids, enc.labels, enc.attention_mask, keep, num_pose.astype(np.int32)
+
+
+def tokenize_fn(tokenize: Tokenize, max_length: int):
+    def apply(index, el):
+        ids, labels, mask, keep, num_pose = tf.numpy_function(
+            tokenize,
+            [index, el["kind"], el["texts"], el["has_image"]],
+            [tf.int32, tf.int32, tf.int32, tf.bool, tf.int32],
+        )
+        out = {k: v for k, v in el.items() if k not in ("texts", "kind", "crop", "has_crop")}
+        out.update(
+            index=index,
+            input_ids=tf.ensure_shape(ids, [None, max_length]),
+            labels=tf.ensure_shape(labels, [None, max_length]),
+            attention_mask=tf.ensure_shape(mask, [None, max_length]),
+            keep=tf.ensure_shape(keep, [None]),
+            num_pose=tf.ensure_shape(num_pose, [None]),
+        )
+        return out
+
+    return apply
+
+
+def local_batches(config: PipelineConfig, tokenizer, process_index: int, process_count: int, skip: int, tokenize):
+    """The host's tf.data stream of fixed-length local batches (element dicts, before bucketing)."""
+    if config.batch_size % process_count:
+        raise ValueError(f"batch_size={config.batch_size} does not split over {process_count} hosts")
+    local = config.batch_size // process_count
+    ds = mixed_elements(config, process_index, process_count, skip)
+    ds = ds.map(image_fn(config.image_size, config.image_aspect == "pad"), num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True)  # fmt: skip
+    ds = ds.batch(TOKENIZE_CHUNK)
+    ds = ds.map(tokenize_fn(tokenize, config.max_length), num_parallel_calls=2, deterministic=True)
+    ds = ds.unbatch().filter(lambda el: el["keep"]).batch(local, drop_remainder=True)
+    options = tf.data.Options()
+    options.deterministic = True
+    options.experimental_optimization.map_parallelization = True
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def to_layout(el: dict, length: int, max_poses: int) -> dict[str, np.ndarray]:
+    """A local tf.data batch (numpy) -> the batch layout, sequences cut to `length`."""
+    b = el["input_ids"].shape[0]
+    pose_mask = np.zeros((b, max_poses), bool)
+    pose_mask[:, 0] = el["has_pose"] & (el["num_pose"] > 0)
+    poses = {}
+    for key, width in (("global_orient", 3), ("body_pose", 69), ("betas", 10)):
+        out = np.zeros((b, max_poses, width), np.float32)
+        out[:, 0] = el[key]
+        poses[f"pose_{key}"] = out * pose_mask[..., None]
+    return {
+        "input_ids": np.ascontiguousarray(el["input_ids"][:, :length]),
+        "attention_mask": np.ascontiguousarray(el["attention_mask"][:, :length]),
+        "labels": np.ascontiguousarray(el["labels"][:, :length]),
+        "pixel_values": el["pixel_values"],
+        "has_image": el["has_image"].astype(bool),
+        **poses,
+        "pose_mask": pose_mask,
+        "source": el["source"].astype(np.int32),
+    }
+
+
+class BatchIterator:
+    """Endless iterator of this host's batches (numpy dicts in the batch layout) with resumable state.
+
+        it = BatchIterator(config, tokenizer)
+        batch = next(it)                   # host-local numpy arrays
+        state = it.state()                 # JSON-able; save with the checkpoint
+        it = BatchIterator(config, tokenizer, state=state)   # or it.restore(state)
+
+    Use `global_batch(batch, mesh)` for the sharded global arrays. `dropped` counts the samples
+    the tokenizer dropped (e.g. 'pose_truncated') in the elements produced so far.
+    """
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        tokenizer,
+        process_index: int | None = None,
+        process_count: int | None = None,
+        state: dict | None = None,
+    ):
+        if process_index is None or process_count is None:
+            import jax
+
+            process_index, process_count = jax.process_index(), jax.process_count()
+        if len(config.ratios) != len(config.datasets):
+            raise ValueError(f"{len(config.ratios)} ratios for {len(config.datasets)} datasets")
+        self.config, self.tokenizer = config, tokenizer
+        self.process_index, self.process_count = process_index, process_count
+        self._tokenize = Tokenize(tokenizer, config)
+        self._next_index = 0
+        self._iterator = None
+        if state is not None:
+            self.restore(state)
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        return dict(self._tokenize.dropped)
+
+    def _ensure(self):
+        if self._iterator is None:
+            ds = local_batches(
+                self.config, self.tokenizer, self.process_index, self.process_count, self._next_index, self._tokenize
+            )
+            self._iterator = ds.as_numpy_iterator()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        self._ensure()
+        el = next(self._iterator)
+        self._next_index = int(el["index"].max()) + 1
+        longest = int(el["attention_mask"].sum(axis=1).max())
+        if self.process_count > 1:
+            from jax.experimental import multihost_utils
+
+            longest = int(np.max(multihost_utils.process_allgather(np.int32(longest))))
+        length = next(b for b in self.config.bucket_lengths if b >= longest)
+        return to_layout(el, length, self.config.max_poses)
+
+    def state(self) -> dict:
+        """{'version', 'next_index', 'seed', 'datasets', 'ratios', 'process_index', 'process_count'}."""
+        return {
+            "version": STATE_VERSION,
+            "next_index": self._next_index,
+            "seed": self.config.seed,
+            "datasets": list(self.config.datasets),
+            "ratios": [float(r) for r in self.config.ratios],
+            "process_index": self.process_index,
+            "process_count": self.process_count,
+        }
+
+    def restore(self, state: dict) -> None:
+        """Continues after the last batch consumed when `state` was taken (same config and hosts)."""
+        mine = self.state()
+        for key in ("version", "seed", "datasets", "ratios", "process_index", "process_count"):
+            if list(np.atleast_1d(state.get(key))) != list(np.atleast_1d(mine[key])):
+                raise ValueError(f"iterator state has {key}={state.get(key)!r}; this pipeline has {mine[key]!r}")
+        self._next_index = int(state["next_index"])
+        self._iterator = None
+
+
+def global_batch(batch: dict[str, np.ndarray], mesh) -> dict:
+    """Host-local numpy batch -> global `jax.Array`s, batch axis sharded over the mesh's data axes."""
+    import jax
+
+    from chatpose_jax.parallel.mesh import batch_sharding
+
+    sharding = batch_sharding(mesh)
+    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+def label_positions(batch: dict[str, np.ndarray]) -> np.ndarray:
+    """bool[B, T]: the positions the loss learns (labels != -100)."""
+    return batch["labels"] != IGNORE_INDEX
+
+
+__all__ = ["BatchIterator", "PipelineConfig", "global_batch", "pipeline_config", "Sequence"]
