@@ -14,6 +14,8 @@ INSTALL_REQUIRES = [
     "tensorflow-cpu>=2.18; platform_system == 'Linux' and platform_machine == 'x86_64'",
     "tensorflow>=2.18; platform_system != 'Linux' or platform_machine != 'x86_64'",
     "tensorflow-datasets>=4.9.7",
+    "importlib_resources>=6",  # tensorflow-datasets imports it without declaring it
+    "tensorboard>=2.18",  # event files for training metrics (no TensorFlow needed to write them)
     "numpy>=1.26",
     "ml-collections>=1.0",
     "absl-py>=2.1",

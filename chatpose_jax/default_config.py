@@ -91,6 +91,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.checkpoint_every = 500  # steps between checkpoints
     c.train.keep_checkpoints = 3  # newest checkpoints kept
     c.train.trainable = "lora_and_full_embeddings"  # LISA trains embed_tokens and lm_head fully
+    c.train.eval_every = 500  # steps between held-out evaluations (0 = at the end only)
+    c.train.eval_batches = 4  # held-out batches per evaluation
+    c.train.max_nonfinite_in_row = 10  # skipped non-finite updates in a row that stop the run
+    c.train.body_model = "synthetic"  # SMPL .pkl/.npz or smplx-style folder; "synthetic" = generated
     c.train.loss = ml_collections.ConfigDict(
         dict(
             ce_weight=1.0,  # cross-entropy on the assistant's answer tokens

@@ -40,6 +40,10 @@ class TrainConfig:
     keep_checkpoints: int = 3
     trainable: Literal["lora_and_new_rows", "lora_and_full_embeddings"] = "lora_and_full_embeddings"
     loss: LossConfig = LossConfig()
+    eval_every: int = 0  # steps between held-out evaluations; 0 = at the end only
+    eval_batches: int = 4  # held-out batches per evaluation
+    max_nonfinite_in_row: int = 10  # skipped (non-finite) updates in a row that stop the run
+    body_model: str = "synthetic"  # SMPL file or folder for pose metrics and body losses; "synthetic" or ""
 
     def __post_init__(self):
         if self.num_steps < 0:

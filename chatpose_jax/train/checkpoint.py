@@ -37,7 +37,12 @@ def make_manager(workdir: str, keep: int, async_save: bool = True) -> ocp.Checkp
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, enable_async_checkpointing=async_save, create=True, cleanup_tmp_directories=True
     )
-    return ocp.CheckpointManager(os.path.join(workdir, "checkpoints"), options=options, item_names=ITEMS)
+    handlers = {
+        "state": ocp.StandardCheckpointHandler(),
+        "data": ocp.JsonCheckpointHandler(),
+        "config": ocp.JsonCheckpointHandler(),
+    }
+    return ocp.CheckpointManager(os.path.join(workdir, "checkpoints"), options=options, item_handlers=handlers)
 
 
 def save(manager: ocp.CheckpointManager, step: int, state, data_state: dict, config_json: dict, force=False) -> bool:
@@ -82,25 +87,36 @@ def check_config(saved_json: dict, current_json: dict) -> None:
         )
 
 
+def _path_name(path) -> str:
+    """'trainable/lora/...' for a key path, whether the tree holds dicts or dataclasses."""
+    parts = []
+    for key in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(key, attr):
+                parts.append(str(getattr(key, attr)))
+                break
+        else:
+            parts.append(str(key))
+    return "/".join(parts)
+
+
 def check_shapes(manager: ocp.CheckpointManager, step: int, abstract_state) -> None:
     """Raises CheckpointMismatchError naming the first array whose stored shape or dtype differs."""
     stored = manager.item_metadata(step)["state"]
     stored_tree = getattr(stored, "tree", stored)
-    stored_leaves = {jax.tree_util.keystr(p): m for p, m in jax.tree_util.tree_leaves_with_path(stored_tree)}
-    for path, want in jax.tree_util.tree_leaves_with_path(abstract_state):
-        key = jax.tree_util.keystr(path)
+    stored_leaves = {_path_name(p): m for p, m in jax.tree_util.tree_leaves_with_path(stored_tree)}
+    wanted = {_path_name(p): w for p, w in jax.tree_util.tree_leaves_with_path(abstract_state)}
+    for key, want in wanted.items():
         if key not in stored_leaves:
-            raise CheckpointMismatchError(f"checkpoint step {step} has no array at state{key}")
+            raise CheckpointMismatchError(f"checkpoint step {step} has no array at state/{key}")
         got = stored_leaves[key]
         if tuple(got.shape) != tuple(want.shape):
             raise CheckpointMismatchError(
-                f"checkpoint step {step}: state{key} has shape {tuple(got.shape)}, the run expects {tuple(want.shape)}"
+                f"checkpoint step {step}: state/{key} has shape {tuple(got.shape)}, the run expects {tuple(want.shape)}"
             )
-    extra = set(stored_leaves) - {
-        jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(abstract_state)
-    }
+    extra = sorted(set(stored_leaves) - set(wanted))
     if extra:
-        raise CheckpointMismatchError(f"checkpoint step {step} holds state{sorted(extra)[0]}, which the run lacks")
+        raise CheckpointMismatchError(f"checkpoint step {step} holds state/{extra[0]}, which the run lacks")
 
 
 def restore(manager: ocp.CheckpointManager, step: int, abstract_state, current_config_json: dict):

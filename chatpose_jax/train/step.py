@@ -195,6 +195,7 @@ def train_step(
         "param_norm": optax.global_norm(state.trainable),
         "update_norm": optax.global_norm(updates),
         "update_skipped": (~finite).astype(jnp.float32),
+        "nonfinite_in_row": new_state.nonfinite_in_row.astype(jnp.float32),
     }
     if "mpjpe_sum" in sums:
         metrics["mpjpe_m"] = sums["mpjpe_sum"] / counts["poses"]

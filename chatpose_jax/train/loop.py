@@ -1,0 +1,264 @@
+"""`train_and_evaluate(experiment, workdir)`: the run users start with `chatpose-train`.
+
+Places the model on the mesh, resumes from the workdir's latest checkpoint (state and input
+position), steps, logs (metrics.jsonl, TensorBoard, a progress bar on process 0), evaluates on a
+held-out split, checkpoints asynchronously every `checkpoint_every` steps and on SIGTERM
+(preemption), and stops with a clear error after `max_nonfinite_in_row` skipped updates.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import jax
+import numpy as np
+from absl import logging
+
+from chatpose_jax.experiment import Experiment
+from chatpose_jax.parallel.mesh import make_mesh
+from chatpose_jax.train import checkpoint as ckpt
+from chatpose_jax.train.metric_writer import MetricWriter
+from chatpose_jax.train.setup import Trainer, build_trainer
+from chatpose_jax.utils import flops
+
+
+class TrainingDivergedError(RuntimeError):
+    """Too many non-finite losses or gradients in a row."""
+
+
+class BatchSource(Protocol):
+    """Global batches as sharded jax.Arrays, with a resumable position."""
+
+    def __next__(self) -> dict: ...
+
+    def state(self) -> dict: ...
+
+    def restore(self, state: dict) -> None: ...
+
+
+SourceFactory = Callable[[Experiment, Any, str], BatchSource]  # (experiment, mesh, split) -> source
+
+
+class _Preemption:
+    """Remembers a SIGTERM so the loop can checkpoint and leave at a step boundary."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread (e.g. a test runner thread): no handler
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        del signum, frame
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+    def agreed(self) -> bool:
+        """Whether any process was asked to stop (all processes must stop at the same step)."""
+        if jax.process_count() == 1:
+            return self.requested
+        from jax.experimental import multihost_utils
+
+        return bool(np.any(multihost_utils.process_allgather(np.array(self.requested))))
+
+
+def peak_flops_per_device() -> float | None:
+    kind = jax.devices()[0].device_kind.lower()
+    for name, peak in flops.PEAK_BF16_FLOPS.items():
+        if name in kind.replace(" ", ""):
+            return peak
+    return None
+
+
+def _mean_eval(sums: list[dict]) -> dict:
+    total = {k: float(sum(float(s[k]) for s in sums)) for k in sums[0]}
+    tokens, poses = max(total["tokens"], 1.0), max(total["poses"], 1.0)
+    out = {
+        "ce": total["ce_sum"] / tokens,
+        "token_accuracy": total["correct"] / tokens,
+        "pose_l1": total["pose_l1_sum"] / poses,
+        "loss": total["loss_x_tokens"] / tokens,
+    }
+    if "mpjpe_sum" in total:
+        out["mpjpe_mm"] = 1000.0 * total["mpjpe_sum"] / poses
+    return out
+
+
+def evaluate(trainer: Trainer, source: BatchSource, num_batches: int) -> dict:
+    """Mean held-out loss terms (and MPJPE with a body model) over `num_batches` batches."""
+    sums = [jax.device_get(trainer.evaluate(next(source))) for _ in range(num_batches)]
+    return _mean_eval(sums)
+
+
+SHAPE_FIELDS = ("vision", "text", "projector", "pose_head", "image_token_id", "pose_token_id")
+
+
+def load_initial_params(experiment: Experiment, mesh):
+    """(params, None) from `init_checkpoint` (a model checkpoint or a HF / LLaVA folder), or (None, None).
+
+    The checkpoint's model must have the experiment's shapes; run options (dtypes, LoRA, remat)
+    come from the experiment.
+
+    Raises:
+      CheckpointMismatchError: naming the first shape field that differs.
+    """
+    path = experiment.init_checkpoint
+    if not path:
+        return None, None
+    from chatpose_jax.convert import checkpoint_io
+
+    rules = experiment.mesh.logical_axis_rules
+    if os.path.exists(os.path.join(path, checkpoint_io.CONFIG_FILE)):
+        config, params = checkpoint_io.load_model_checkpoint(path, mesh, rules)
+    else:
+        from chatpose_jax.convert.hf import load_llava
+
+        config, params = load_llava(path, mesh=mesh, logical_axis_rules=rules)
+    for field in SHAPE_FIELDS:
+        have, want = getattr(config, field), getattr(experiment.model, field)
+        if have != want:
+            raise ckpt.CheckpointMismatchError(
+                f"init_checkpoint {path} has model.{field}={have}, the config has model.{field}={want}"
+            )
+    return params, None
+
+
+def load_body_model_for(experiment: Experiment, workdir: str):
+    """The body model for pose metrics / body losses: a file, the synthetic one, or None."""
+    spec = experiment.train.body_model
+    if not spec:
+        return None
+    from chatpose_jax.body import load_body_model
+
+    if spec == "synthetic":
+        from chatpose_jax.body import synthetic
+
+        path = os.path.join(workdir, "body_model", "SMPL_NEUTRAL.pkl")
+        if jax.process_index() == 0 and not os.path.exists(path):
+            synthetic.write_smpl(path)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("synthetic body model written")
+        spec = path
+    return load_body_model(spec)
+
+
+def train_and_evaluate(
+    experiment: Experiment,
+    workdir: str,
+    make_source: SourceFactory | None = None,
+    config_json: dict | None = None,
+    progress: bool = True,
+) -> dict:
+    """Trains to `experiment.train.num_steps`, resuming from `workdir`. Returns the last metrics."""
+    cfg = experiment.train
+    config_json = config_json or ckpt.experiment_to_json(experiment)
+    if make_source is None:
+        from data_pipelines.pipeline import make_batch_source as make_source  # TensorFlow only here
+    mesh = make_mesh(experiment.mesh)
+    manager = ckpt.make_manager(workdir, cfg.keep_checkpoints)
+    latest = manager.latest_step()
+    params, lora = (None, None) if latest is not None else load_initial_params(experiment, mesh)
+    body_model = load_body_model_for(experiment, workdir)
+    trainer = build_trainer(experiment, mesh, params, lora, body_model)
+    del params, lora
+    source = make_source(experiment, mesh, "train")
+    if latest is not None:
+        state, data_state = ckpt.restore(manager, latest, ckpt.abstract_like(trainer.state), config_json)
+        trainer.state = state
+        source.restore(data_state)
+        logging.info("resumed from step %d of %s", latest, workdir)
+    start = int(jax.device_get(trainer.state.step))
+    writer = MetricWriter(workdir)
+    peak = peak_flops_per_device()
+    last: dict = {}
+    bar = None
+    if progress and jax.process_index() == 0:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.num_steps, initial=start, desc=experiment.name, dynamic_ncols=True)
+
+    def run_eval(step: int) -> dict:
+        eval_source = make_source(experiment, mesh, "validation")
+        metrics = evaluate(trainer, eval_source, cfg.eval_batches)
+        writer.write(step, metrics, prefix="eval")
+        return metrics
+
+    try:
+        with _Preemption() as preemption:
+            window_start, window_steps = time.perf_counter(), 0
+            previous = None
+            for step in range(start, cfg.num_steps):
+                batch = next(source)
+                metrics = trainer.step(batch)
+                # Judge the previous step (already finished) so the check never stalls the pipeline.
+                if previous is not None and int(previous["nonfinite_in_row"]) >= cfg.max_nonfinite_in_row:
+                    raise TrainingDivergedError(
+                        f"{int(previous['nonfinite_in_row'])} non-finite losses or gradients in a row at step "
+                        f"{step}; the last good checkpoint in {workdir} is kept (raise "
+                        "train.max_nonfinite_in_row, lower optimizer.lr or inspect the data)"
+                    )
+                previous = metrics  # not donated, unlike the state
+                window_steps += 1
+                done = step + 1
+                if done % cfg.log_every == 0 or done == cfg.num_steps:
+                    host = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                    jax.block_until_ready(trainer.state.step)
+                    elapsed = time.perf_counter() - window_start
+                    step_time = elapsed / window_steps
+                    seq = batch["input_ids"].shape[1]
+                    real_tokens = float(np.sum(jax.device_get(batch["attention_mask"])))
+                    host["step_time_s"] = step_time
+                    host["tokens_per_s"] = real_tokens / step_time  # padding excluded
+                    host["nonfinite_total"] = float(jax.device_get(trainer.state.nonfinite_total))
+                    if peak:
+                        step_flops = flops.train_step_flops(
+                            experiment.model,
+                            batch["input_ids"].shape[0],
+                            seq,
+                            batch["input_ids"].shape[0] if "pixel_values" in batch else 0,
+                        ).total
+                        host["mfu"] = flops.model_flops_utilization(step_flops, step_time, jax.device_count(), peak)
+                    writer.write(done, host)
+                    last = host
+                    window_start, window_steps = time.perf_counter(), 0
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{host['loss']:.3f}", pose_l1=f"{host['pose_l1']:.3f}")
+                if bar is not None:
+                    bar.update(1)
+                if cfg.eval_every and done % cfg.eval_every == 0 and done != cfg.num_steps:
+                    run_eval(done)
+                if done % cfg.checkpoint_every == 0 or done == cfg.num_steps:
+                    ckpt.save(manager, done, trainer.state, source.state(), config_json)
+                if preemption.agreed():
+                    ckpt.save(manager, done, trainer.state, source.state(), config_json, force=True)
+                    manager.wait_until_finished()
+                    logging.warning("SIGTERM: checkpointed step %d and stopped", done)
+                    return last
+            if int(jax.device_get(trainer.state.nonfinite_in_row)) >= cfg.max_nonfinite_in_row:
+                raise TrainingDivergedError(
+                    f"{int(jax.device_get(trainer.state.nonfinite_in_row))} non-finite losses or gradients in a row "
+                    f"at the end of the run; the last good checkpoint in {workdir} is kept"
+                )
+        final_eval = run_eval(cfg.num_steps) if cfg.eval_batches else {}
+        last = {**last, **{f"eval_{k}": v for k, v in final_eval.items()}}
+        return last
+    finally:
+        manager.wait_until_finished()
+        manager.close()
+        writer.close()
+        if bar is not None:
+            bar.close()

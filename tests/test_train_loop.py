@@ -1,0 +1,105 @@
+"""The training loop: exact resume after SIGKILL, refusal of a mismatched checkpoint, divergence stop."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from chatpose_jax.experiment import load_experiment
+from chatpose_jax.train.metric_writer import read_metrics
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import train_random_run  # noqa: E402
+
+SCRIPT = Path(__file__).resolve().parent / "train_random_run.py"
+ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+
+
+def run(workdir, steps, *overrides, timeout=600):
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), str(workdir), str(steps), *overrides],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=ENV,
+    )
+
+
+def losses(workdir):
+    return {row["step"]: row["loss"] for row in read_metrics(str(workdir))}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("uninterrupted")
+    result = run(workdir, 20, "train.checkpoint_every=4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
+def test_sigkill_after_a_checkpoint_then_resume_is_exact(uninterrupted, tmp_path):
+    workdir = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), str(workdir), "20", "train.checkpoint_every=4"],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    # Orbax writes into a temporary folder and renames it to the step when complete.
+    committed = workdir / "checkpoints" / "4"
+    deadline = time.monotonic() + 300
+    while not committed.exists():
+        assert proc.poll() is None, "the run ended before its step-4 checkpoint"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed_from = max(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    assert resumed_from < 20, "the run finished before it was killed"
+    resumed = run(workdir, 20, "train.checkpoint_every=4")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    want, got = losses(uninterrupted), losses(workdir)
+    after = [s for s in range(resumed_from + 1, 21)]
+    assert [got[s] for s in after] == [want[s] for s in after], (resumed_from, got, want)
+
+
+def test_resume_with_a_changed_model_shape_fails_and_keeps_the_checkpoint(uninterrupted, tmp_path):
+    workdir = tmp_path / "changed"
+    assert run(workdir, 2).returncode == 0
+    before = sorted(p.name for p in (workdir / "checkpoints").iterdir())
+    result = run(workdir, 4, "model.text.intermediate_size=256")
+    assert result.returncode != 0
+    assert "config.model.text.intermediate_size=344" in result.stderr and "=256" in result.stderr, result.stderr[-2000:]
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == before
+
+
+def test_sigterm_checkpoints_and_stops(tmp_path):
+    workdir = tmp_path / "preempted"
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), str(workdir), "500", "train.checkpoint_every=1000"],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while not losses(workdir).get(3):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    steps = [int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()]
+    assert len(steps) == 1 and 3 <= steps[0] < 500
+
+
+def test_config_json_round_trips():
+    experiment = load_experiment(train_random_run.small_tiny_config(3, []))
+    from chatpose_jax.train.checkpoint import check_config, experiment_to_json
+
+    saved = experiment_to_json(experiment)
+    check_config(saved, experiment_to_json(experiment))

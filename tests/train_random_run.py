@@ -1,0 +1,55 @@
+"""Runs `train_and_evaluate` on random batches: `python tests/train_random_run.py WORKDIR STEPS [k=v ...]`.
+
+A subprocess target for the resume tests (it can be SIGKILLed mid-run); `k=v` set tiny-config
+fields such as `train.checkpoint_every=2` or `model.text.hidden_size=64`.
+"""
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+from chatpose_jax.experiment import load_experiment  # noqa: E402
+from chatpose_jax.parallel.mesh import batch_sharding  # noqa: E402
+from chatpose_jax.train.loop import train_and_evaluate  # noqa: E402
+from chatpose_jax.train.random_batches import RandomBatches  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def small_tiny_config(steps: int, overrides: list[str]):
+    spec = importlib.util.spec_from_file_location("tiny", REPO / "configs" / "tiny.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    c = module.get_config()
+    c.model.text.num_layers = 2
+    c.model.vision.num_layers = 2
+    c.train.num_steps = steps
+    c.train.batch_size = 4
+    c.train.log_every = 1
+    c.train.checkpoint_every = 2
+    c.train.eval_batches = 1
+    c.train.body_model = ""
+    c.mesh.data = -1
+    for item in overrides:
+        key, value = item.split("=", 1)
+        *parents, leaf = key.split(".")
+        node = c
+        for p in parents:
+            node = node[p]
+        node[leaf] = type(node[leaf])(value) if not isinstance(node[leaf], bool) else value == "True"
+    return c
+
+
+def make_source(experiment, mesh, split):
+    seed = 0 if split == "train" else 10_000
+    return RandomBatches(experiment.model, experiment.train.batch_size, 24, batch_sharding(mesh), seed=seed)
+
+
+if __name__ == "__main__":
+    workdir, steps, *overrides = sys.argv[1:]
+    experiment = load_experiment(small_tiny_config(int(steps), overrides))
+    train_and_evaluate(experiment, workdir, make_source=make_source, progress=False)
+    print("RUN FINISHED")
