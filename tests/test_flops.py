@@ -44,7 +44,7 @@ def test_forward_flops_match_xla_cost_analysis():
     ids = jnp.ones((b, t), jnp.int32).at[:, 1 : 1 + cfg.vision.num_image_tokens].set(cfg.image_token_id)
     pixels = jnp.zeros((b, 3, cfg.vision.image_size, cfg.vision.image_size))
     compiled = (
-        jax.jit(lambda p, l, i, x: chatpose.apply(cfg, p, l, i, x).logits).lower(params, lora, ids, pixels).compile()
+        jax.jit(lambda p, lo, i, x: chatpose.apply(cfg, p, lo, i, x).logits).lower(params, lora, ids, pixels).compile()
     )
     analysis = compiled.cost_analysis()
     xla = (analysis[0] if isinstance(analysis, list) else analysis)["flops"]
