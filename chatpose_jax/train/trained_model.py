@@ -1,0 +1,122 @@
+"""Load a trained model for inference, export or evaluation, whatever form it was saved in.
+
+`load_trained(path)` accepts:
+  - a training workdir (its latest checkpoint), or one step folder `WORKDIR/checkpoints/STEP`;
+  - a model checkpoint written by `chatpose-convert import-hf` (`model_config.json` + `params/`);
+  - a Hugging Face LLaVA folder (`config.json` + safetensors), e.g. one made by `export-hf`.
+For a training checkpoint the frozen base is rebuilt the way the run built it (from its
+`init_checkpoint`, or the random init of its seed), and the trained parts are restored over it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+from chatpose_jax.config_types import from_config_dict
+from chatpose_jax.experiment import Experiment
+from chatpose_jax.model.config import ModelConfig
+
+
+@dataclasses.dataclass
+class TrainedModel:
+    config: ModelConfig
+    params: dict  # the full params tree (trained parts joined in)
+    lora: dict  # the LoRA tree ({} when none)
+    tokenizer_dir: str | None  # a folder AutoTokenizer can load, when one is known
+    experiment: Experiment | None = None  # for training checkpoints
+    step: int | None = None
+
+
+def _latest_step_dir(path: str) -> str | None:
+    folder = os.path.join(path, "checkpoints")
+    if not os.path.isdir(folder):
+        return None
+    steps = sorted(int(p) for p in os.listdir(folder) if p.isdigit())
+    return os.path.join(folder, str(steps[-1])) if steps else None
+
+
+def _step_dir(path: str) -> str | None:
+    if os.path.isdir(os.path.join(path, "state")) and os.path.isdir(os.path.join(path, "config")):
+        return path
+    return _latest_step_dir(path)
+
+
+def find_tokenizer_dir(*candidates: str | None) -> str | None:
+    for folder in candidates:
+        if (
+            folder
+            and os.path.isdir(folder)
+            and any(
+                os.path.exists(os.path.join(folder, f))
+                for f in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
+            )
+        ):
+            return folder
+    return None
+
+
+def load_training_checkpoint(step_dir: str, mesh=None) -> TrainedModel:
+    from chatpose_jax.parallel.mesh import MeshConfig, make_mesh
+    from chatpose_jax.train import checkpoint as ckpt
+    from chatpose_jax.train import loop
+    from chatpose_jax.train import state as state_lib
+    from chatpose_jax.train.setup import build_trainer, new_token_ids
+
+    with open(os.path.join(step_dir, "config", "metadata")) as f:
+        saved = json.load(f)
+    experiment = from_config_dict(Experiment, saved)
+    if mesh is None:
+        mesh = make_mesh(MeshConfig(data=1), jax.devices()[:1])
+        experiment = dataclasses.replace(
+            experiment, mesh=dataclasses.replace(experiment.mesh, data=-1, fsdp=1, tensor=1)
+        )
+    params, _ = loop.load_initial_params(experiment, mesh)
+    trainer = build_trainer(experiment, mesh, params, None, body_model=None, donate=False)
+    workdir = os.path.dirname(os.path.dirname(step_dir))
+    step = int(os.path.basename(step_dir))
+    manager = ckpt.make_manager(workdir, keep=None, async_save=False)
+    try:
+        restored = manager.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(ckpt.abstract_like(trainer.state)))
+        )
+    finally:
+        manager.close()
+    full, lora = state_lib.join_params(trainer.frozen, restored["state"].trainable, new_token_ids(experiment))
+    tokenizer_dir = find_tokenizer_dir(
+        os.path.join(workdir, "tokenizer"),
+        experiment.data.tokenizer,
+        os.path.join(experiment.init_checkpoint, "tokenizer") if experiment.init_checkpoint else None,
+    )
+    return TrainedModel(experiment.model, full, lora, tokenizer_dir, experiment, step)
+
+
+def load_trained(path: str, mesh=None) -> TrainedModel:
+    """The model saved at `path` (see the module docstring), on `mesh` or the first device.
+
+    Raises:
+      FileNotFoundError: naming `path` when it holds none of the known forms.
+    """
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    step_dir = _step_dir(path)
+    if step_dir is not None:
+        return load_training_checkpoint(step_dir, mesh)
+    from chatpose_jax.convert import checkpoint_io
+
+    if os.path.exists(os.path.join(path, checkpoint_io.CONFIG_FILE)):
+        config, params = checkpoint_io.load_model_checkpoint(path, mesh)
+        return TrainedModel(config, params, {}, find_tokenizer_dir(os.path.join(path, checkpoint_io.TOKENIZER_DIR)))
+    if os.path.exists(os.path.join(path, "config.json")):
+        from chatpose_jax.convert.hf import load_llava
+
+        config, params = load_llava(path, mesh=mesh)
+        return TrainedModel(config, params, {}, find_tokenizer_dir(path))
+    raise FileNotFoundError(
+        f"{path} is neither a training workdir (checkpoints/STEP), a model checkpoint ({checkpoint_io.CONFIG_FILE}) "
+        "nor a Hugging Face folder (config.json)"
+    )
