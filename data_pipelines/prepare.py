@@ -21,6 +21,10 @@ def prepare(name: str, manual_dir: str, data_dir: str, *, strict: bool = False, 
         raise KeyError(f"unknown dataset {name!r}; known: {', '.join(BUILDERS)}")
     if not os.path.isdir(manual_dir):
         raise FileNotFoundError(f"manual_dir {manual_dir} does not exist")
+    if not os.listdir(manual_dir):
+        raise FileNotFoundError(
+            f"manual_dir {manual_dir} is empty (see the {name} builder's MANUAL_DOWNLOAD_INSTRUCTIONS)"
+        )
     builder = BUILDERS[name](data_dir=data_dir, strict=strict, **builder_kwargs)
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
     return builder

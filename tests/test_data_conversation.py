@@ -1,0 +1,130 @@
+"""Tokenizer, Vicuna v1 prompts and label masks against a plain-Python reference."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from data_pipelines import conversation, templates
+from data_pipelines.tokenizer import load_tokenizer, make_synthetic_tokenizer
+
+DESCRIPTIONS = [
+    "The person is leaning forward. The left elbow is bent and the right knee is straight.",
+    "Someone stands upright, with left hand up over the head, feet wide apart.",
+]
+VQA = ["<image>\nWhat colour is the background?", "The background is blue.", "Is the person facing the camera?", "No."]
+NUM_IMAGE_TOKENS = 5
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    corpus = [conversation.SYSTEM_PROMPT, "USER: ASSISTANT:", *templates.all_template_texts(), *DESCRIPTIONS, *VQA] * 20
+    folder = tmp_path_factory.mktemp("tokenizer")
+    make_synthetic_tokenizer(folder, corpus)
+    return load_tokenizer(folder)
+
+
+def test_synthetic_tokenizer_reloads_with_special_ids(tokenizer, tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    again = AutoTokenizer.from_pretrained(tokenizer.name_or_path)
+    got = {t: again.convert_tokens_to_ids(t) for t in ("<unk>", "<s>", "</s>", "<image>", "<pad>", "<POSE>")}
+    assert got == {"<unk>": 0, "<s>": 1, "</s>": 2, "<image>": 1000, "<pad>": 1001, "<POSE>": 1002}, got
+    assert len(again) == 1003
+    ids = again("a <POSE>.</s>")["input_ids"]
+    assert ids[0] == 1 and 1002 in ids and ids[-1] == 2, f"<s> first, <POSE> and </s> single tokens: {ids}"
+
+
+def _reference(tokenizer, turns, num_image_tokens, max_text_length):
+    """Plain Python: prompt by string concatenation, characters of each piece walked along the text."""
+    text = conversation.SYSTEM_PROMPT + " "
+    spans = []
+    for user, answer in turns:
+        text += "USER: " + user + " ASSISTANT: "
+        spans.append((len(text), len(text) + len(answer) + 4))
+        text += answer + "</s>"
+    ids = tokenizer(text)["input_ids"]
+    pieces = tokenizer.convert_ids_to_tokens(ids)
+    specials = set(tokenizer.all_special_tokens) | {"<image>", "<POSE>", "<pad>"}
+    pos, learned = 0, []
+    for i, piece in enumerate(pieces):
+        if i == 0 and piece == "<s>":
+            learned.append(False)
+            continue
+        if piece in specials:
+            s = piece
+        elif piece.startswith("<0x") and piece.endswith(">"):
+            s = chr(int(piece[3:-1], 16))
+        else:
+            s = piece.replace("\u2581", " ")
+            if s.startswith(" ") and text[pos] != " ":
+                s = s[1:]  # the dummy prefix of the first word
+        assert text[pos : pos + len(s)] == s, f"piece {piece!r} does not match text at {pos}: {text[pos : pos + 20]!r}"
+        start, end = pos, pos + len(s)
+        pos = end
+        learned.append(piece != "<image>" and any(end > a and start < b for a, b in spans))
+    out_ids, out_labels, text_count = [], [], 0
+    for tid, learn in zip(ids, learned, strict=True):
+        if tid != 1000:
+            text_count += 1
+            if text_count > max_text_length:
+                break
+        for _ in range(num_image_tokens if tid == 1000 else 1):
+            out_ids.append(tid)
+            out_labels.append(tid if learn else -100)
+    cut_pose = 1002 in [t for t in ids if t != 1000][max_text_length:]
+    return out_ids, out_labels, cut_pose
+
+
+def _all_conversations():
+    rng = np.random.default_rng(0)
+    convs = []
+    for q, a in itertools.product(templates.TEXT_TO_POSE_QUESTIONS, templates.POSE_ANSWERS):
+        convs.append(("text_to_pose", [(templates.text_to_pose_question(q, DESCRIPTIONS[len(convs) % 2]), a)]))
+    for q, a in itertools.product(templates.IMAGE_TO_POSE_QUESTIONS, templates.POSE_ANSWERS):
+        convs.append(("image_to_pose", [(f"<image>\n{q}", a)]))
+    convs.append(("vqa_image", conversation.make_turns(conversation.VQA, VQA, rng, has_image=True)))
+    convs.append(("vqa_text", conversation.make_turns(conversation.VQA, VQA, rng, has_image=False)))
+    convs.append(("rpe", conversation.make_turns(conversation.IMAGE_TO_POSE, DESCRIPTIONS, rng)))
+    return convs
+
+
+@pytest.mark.parametrize("max_text_length", [512, 70])
+def test_ids_and_labels_equal_plain_python_reference(tokenizer, max_text_length):
+    convs = _all_conversations()
+    enc = conversation.encode(tokenizer, [t for _, t in convs], NUM_IMAGE_TOKENS, max_text_length)
+    for i, (kind, turns) in enumerate(convs):
+        ref_ids, ref_labels, cut_pose = _reference(tokenizer, turns, NUM_IMAGE_TOKENS, max_text_length)
+        if cut_pose:
+            assert not enc.keep[i] and enc.drop_reason[i] == "pose_truncated", f"{kind} #{i}: cut <POSE> kept"
+            continue
+        assert enc.keep[i], f"{kind} #{i} dropped ({enc.drop_reason[i]})"
+        n = int(enc.attention_mask[i].sum())
+        assert enc.input_ids[i, :n].tolist() == ref_ids, f"{kind} #{i}: ids differ"
+        assert enc.labels[i, :n].tolist() == ref_labels, f"{kind} #{i}: labels differ"
+        assert (enc.labels[i, n:] == -100).all() and (enc.input_ids[i, n:] == 1001).all(), f"{kind} #{i}: padding"
+
+
+def test_labels_are_the_answers_and_closing_eos(tokenizer):
+    convs = _all_conversations()
+    enc = conversation.encode(tokenizer, [t for _, t in convs], NUM_IMAGE_TOKENS, 512)
+    for i, (kind, turns) in enumerate(convs):
+        learned = enc.labels[i][enc.labels[i] != -100]
+        decoded = tokenizer.decode(learned).replace(" ", "")
+        expected = "".join(a + "</s>" for _, a in turns).replace(" ", "")
+        assert decoded == expected, f"{kind}: learned {decoded!r}, answers {expected!r}"
+        has_image = any("<image>" in u for u, _ in turns)
+        assert (enc.input_ids[i] == 1000).sum() == (NUM_IMAGE_TOKENS if has_image else 0), kind
+        assert enc.input_ids[i, 0] == 1 and enc.labels[i, 0] == -100, f"{kind}: <s> first and not learned"
+
+
+def test_truncation_drops_only_samples_whose_pose_is_cut(tokenizer):
+    long = " ".join(DESCRIPTIONS * 6)
+    convs = [
+        [(templates.text_to_pose_question(templates.TEXT_TO_POSE_QUESTIONS[0], long), "Sure, it is <POSE>.")],
+        [("<image>\n" + long, "The background is blue.")],
+    ]
+    enc = conversation.encode(tokenizer, convs, NUM_IMAGE_TOKENS, max_text_length=60)
+    assert enc.keep.tolist() == [False, True] and enc.drop_reason == ["pose_truncated", ""], enc.drop_reason
+    assert enc.attention_mask[1].sum() == 60 + NUM_IMAGE_TOKENS, "60 text tokens plus the image tokens"
+    assert enc.input_ids.shape[1] == 60 + NUM_IMAGE_TOKENS
