@@ -27,9 +27,14 @@ INSTALL_REQUIRES = [
     "scipy>=1.11",
 ]
 
+# libtpu as `jax[tpu]==0.10.2` pins it: compiles for TPU slices on a CPU-only host (chatpose-compile).
+AOT_REQUIRES = ["libtpu==0.0.42.*; platform_system == 'Linux' and platform_machine == 'x86_64'"]
+
 EXTRAS_REQUIRE = {
     # PyTorch references for parity tests; torch pinned to the CPU build the CI machine carries.
-    "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.6", "torch==2.13.0", "smplx>=0.1.28", "scipy>=1.11"],
+    "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.6", "torch==2.13.0", "smplx>=0.1.28", "scipy>=1.11"]
+    + AOT_REQUIRES,
+    "aot": AOT_REQUIRES,
     "tpu": ["jax[tpu]"],
     "gpu": ["jax[cuda12]"],
 }
@@ -49,8 +54,10 @@ setup(
             "chatpose-train=chatpose_jax.cli.train:run",
             "chatpose-eval=chatpose_jax.cli.eval:run",
             "chatpose-chat=chatpose_jax.cli.chat:run",
+            "chatpose-predict=chatpose_jax.cli.predict:run",
             "chatpose-convert=chatpose_jax.cli.convert:run",
             "chatpose-data=data_pipelines.cli:run",
+            "chatpose-compile=chatpose_jax.cli.compile:run",
         ]
     },
 )
