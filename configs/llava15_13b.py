@@ -12,5 +12,6 @@ from chatpose_jax.default_config import apply_recipe, base_config, vicuna
 def get_config(recipe: str = "lisa"):
     c = base_config()
     c.name = f"llava15_13b_{recipe or 'lisa'}"
+    c.model.scan_layers = True  # flat compile time and program size in depth
     c.model.text = vicuna(hidden_size=5120, num_layers=40, num_heads=40, intermediate_size=13824)
     return apply_recipe(c, recipe or "lisa")

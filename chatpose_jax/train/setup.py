@@ -73,32 +73,28 @@ def place_params(experiment: Experiment, mesh: Mesh, params=None, lora=None, see
     return params, lora
 
 
-def build_trainer(
-    experiment: Experiment,
-    mesh: Mesh,
-    params=None,
-    lora=None,
-    body_model=None,
-    donate: bool = True,
-) -> Trainer:
-    """The frozen base and a fresh train state on `mesh`, and the jitted train/eval steps."""
-    params, lora = place_params(experiment, mesh, params, lora, experiment.train.seed)
-    ids = new_token_ids(experiment)
-    frozen, trainable = state_lib.split_params(params, lora, experiment.train.trainable, ids)
-    optimizer = make_optimizer(experiment.optimizer, experiment.train.num_steps)
-    trainable_shardings = jax.tree.map(lambda x: x.sharding, trainable)
+def split_shardings(experiment: Experiment, mesh: Mesh) -> tuple[Any, Any]:
+    """(frozen, trainable) shardings, mirroring `state.split_params` (new rows are replicated)."""
+    model_shardings = chatpose.variable_shardings(experiment.model, mesh, experiment.mesh.logical_axis_rules)
+    params_sh, lora_sh = model_shardings["params"], model_shardings.get("lora", {})
+    frozen, trained = params_sh, {}
+    mode = experiment.train.trainable
+    paths = [state_lib.POSE_HEAD_PATH] if mode == "lora_and_new_rows" else state_lib.trained_paths(params_sh)
+    for path in paths:
+        trained = state_lib.set_path(trained, path, state_lib.get_path(params_sh, path))
+        frozen = state_lib.pop_path(frozen, path)
+    if mode == "lora_and_new_rows":
+        replicated = NamedSharding(mesh, PartitionSpec())
+        trained["new_rows"] = {"embedding": replicated}
+        if state_lib.has_path(params_sh, state_lib.LM_HEAD_PATH):
+            trained["new_rows"]["lm_head"] = replicated
+    return frozen, {"lora": lora_sh, "params": trained}
+
+
+def _jit_steps(
+    experiment, mesh, optimizer, settings, state_shardings, frozen_shardings, trainable_shardings, body_model, donate
+):
     replicated = NamedSharding(mesh, PartitionSpec())
-
-    def init_state(trainable):
-        return state_lib.init_train_state(trainable, optimizer, experiment.train.seed)
-
-    abstract = jax.eval_shape(init_state, trainable)
-    # Optimizer moments take their parameter's sharding; counters and keys are replicated.
-    state_shardings = _shardings_like(abstract, trainable, trainable_shardings, replicated)
-    state = jax.jit(init_state, out_shardings=state_shardings)(trainable)
-    frozen_shardings = jax.tree.map(lambda x: x.sharding, frozen)
-
-    settings = StepSettings(experiment.model, experiment.train.loss, experiment.train.grad_accum_steps, ids)
     data_sharding = batch_sharding(mesh)
     body_shardings = () if body_model is None else (jax.tree.map(lambda _: replicated, body_model),)
     step = functools.partial(train_step, settings=settings, optimizer=optimizer)
@@ -114,10 +110,101 @@ def build_trainer(
         in_shardings=(frozen_shardings, trainable_shardings, data_sharding, *body_shardings),
         out_shardings=replicated,
     )
+    return step_fn, eval_fn
+
+
+def step_settings(experiment: Experiment) -> StepSettings:
+    return StepSettings(
+        experiment.model, experiment.train.loss, experiment.train.grad_accum_steps, new_token_ids(experiment)
+    )
+
+
+def build_trainer(
+    experiment: Experiment,
+    mesh: Mesh,
+    params=None,
+    lora=None,
+    body_model=None,
+    donate: bool = True,
+) -> Trainer:
+    """The frozen base and a fresh train state on `mesh`, and the jitted train/eval steps."""
+    params, lora = place_params(experiment, mesh, params, lora, experiment.train.seed)
+    ids = new_token_ids(experiment)
+    frozen, trainable = state_lib.split_params(params, lora, experiment.train.trainable, ids)
+    optimizer = make_optimizer(experiment.optimizer, experiment.train.num_steps)
+    frozen_shardings, trainable_shardings = split_shardings(experiment, mesh)
+    trainable = jax.device_put(trainable, trainable_shardings)
+    replicated = NamedSharding(mesh, PartitionSpec())
+
+    def init_state(trainable):
+        return state_lib.init_train_state(trainable, optimizer, experiment.train.seed)
+
+    abstract = jax.eval_shape(init_state, trainable)
+    # Optimizer moments take their parameter's sharding; counters and keys are replicated.
+    state_shardings = _shardings_like(abstract, trainable, trainable_shardings, replicated)
+    state = jax.jit(init_state, out_shardings=state_shardings)(trainable)
+    settings = step_settings(experiment)
     if body_model is not None:
-        body_model = jax.device_put(body_model, body_shardings[0])
+        body_model = jax.device_put(body_model, jax.tree.map(lambda _: replicated, body_model))
+    step_fn, eval_fn = _jit_steps(
+        experiment,
+        mesh,
+        optimizer,
+        settings,
+        state_shardings,
+        frozen_shardings,
+        trainable_shardings,
+        body_model,
+        donate,
+    )
     return Trainer(
         mesh, settings, optimizer, frozen, state, frozen_shardings, state_shardings, step_fn, eval_fn, body_model
+    )
+
+
+@dataclasses.dataclass
+class AbstractTrainer:
+    """Shapes and shardings of a run's step inputs, with nothing allocated (for ahead-of-time compiles)."""
+
+    state: Any  # ShapeDtypeStructs with shardings
+    frozen: Any
+    step_fn: Any  # the jitted step, ready for .lower(state, frozen, batch)
+    optimizer: optax.GradientTransformation
+
+
+def build_abstract_trainer(experiment: Experiment, mesh: Mesh, donate: bool = True) -> AbstractTrainer:
+    """The same step as `build_trainer`, over `jax.eval_shape` of the state: nothing is allocated."""
+    shapes, _ = chatpose.abstract_variables(experiment.model)
+    ids = new_token_ids(experiment)
+    frozen_abs, trainable_abs = jax.eval_shape(
+        lambda p, lo: state_lib.split_params(p, lo, experiment.train.trainable, ids),
+        shapes["params"],
+        shapes.get("lora", {}),
+    )
+    optimizer = make_optimizer(experiment.optimizer, experiment.train.num_steps)
+    frozen_shardings, trainable_shardings = split_shardings(experiment, mesh)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    state_abs = jax.eval_shape(lambda t: state_lib.init_train_state(t, optimizer, experiment.train.seed), trainable_abs)
+    state_shardings = _shardings_like(state_abs, trainable_abs, trainable_shardings, replicated)
+
+    def with_sharding(shape_tree, sharding_tree):
+        return jax.tree.map(
+            lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shape_tree, sharding_tree
+        )
+
+    step_fn, _ = _jit_steps(
+        experiment,
+        mesh,
+        optimizer,
+        step_settings(experiment),
+        state_shardings,
+        frozen_shardings,
+        trainable_shardings,
+        None,
+        donate,
+    )
+    return AbstractTrainer(
+        with_sharding(state_abs, state_shardings), with_sharding(frozen_abs, frozen_shardings), step_fn, optimizer
     )
 
 

@@ -1,0 +1,261 @@
+"""Compile the real train step (and the decode step) ahead of time for a device set, and report it.
+
+`compile_report(experiment, devices, hbm_bytes, peak_flops)` builds the train state abstractly
+(`jax.eval_shape`, nothing allocated), lays the config's mesh over `devices` (compile-only TPU
+devices from `parallel.topology`, or real ones), lowers and compiles the step, and returns XLA's
+per-device memory (arguments, outputs, temporaries, code) and FLOPs next to our own count
+(`utils.flops`), with the step-time floor those FLOPs imply at the chips' peak.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+from chatpose_jax.experiment import Experiment
+from chatpose_jax.model import chatpose, decoding
+from chatpose_jax.parallel.mesh import batch_sharding, make_mesh
+from chatpose_jax.train.setup import build_abstract_trainer
+from chatpose_jax.utils import flops as flops_lib
+
+
+class DoesNotFitError(RuntimeError):
+    """XLA refused to compile: the program needs more device memory than the chip has."""
+
+    def __init__(self, name: str, xla_message: str, largest_arguments: list[tuple[str, int]]):
+        self.largest_arguments = largest_arguments
+        lines = [
+            f"{name} DOES NOT FIT: {xla_message.strip().splitlines()[0]}",
+            "  largest per-device buffers among the arguments:",
+        ]
+        lines += [f"    {path}: {human_bytes(size)}" for path, size in largest_arguments]
+        super().__init__("\n".join(lines))
+
+
+def _compile(lowered, name: str, largest_arguments):
+    try:
+        return lowered.compile()
+    except jax.errors.JaxRuntimeError as e:
+        if "RESOURCE_EXHAUSTED" in str(e):
+            raise DoesNotFitError(name, str(e), largest_arguments) from e
+        raise
+
+
+@dataclasses.dataclass
+class MemoryReport:
+    """Per-device bytes of one compiled program."""
+
+    argument: int
+    output: int
+    temp: int
+    code: int
+    alias: int
+
+    @property
+    def total(self) -> int:
+        # Donated outputs alias their arguments and are not allocated twice.
+        return self.argument + self.output - self.alias + self.temp + self.code
+
+
+@dataclasses.dataclass
+class CompileReport:
+    name: str  # "train_step" or "decode_step"
+    num_devices: int
+    memory: MemoryReport
+    hbm_bytes: int | None
+    xla_flops: float  # per device, from XLA's cost analysis
+    our_flops: float  # whole step, all devices, by the MaxText convention
+    compile_seconds: float
+    step_floor_seconds: float | None  # our FLOPs over all devices at peak
+    largest_arguments: list[tuple[str, int]]  # (path, per-device bytes), largest first
+
+    @property
+    def fits(self) -> bool:
+        return self.hbm_bytes is None or self.memory.total <= self.hbm_bytes
+
+
+def memory_report(compiled) -> MemoryReport:
+    stats = compiled.memory_analysis()
+    return MemoryReport(
+        argument=int(stats.argument_size_in_bytes),
+        output=int(stats.output_size_in_bytes),
+        temp=int(stats.temp_size_in_bytes),
+        code=int(stats.generated_code_size_in_bytes),
+        alias=int(stats.alias_size_in_bytes),
+    )
+
+
+def xla_flops(compiled) -> float:
+    analysis = compiled.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, list) else analysis
+    return float(analysis.get("flops", 0.0)) if analysis else 0.0
+
+
+def per_device_bytes(abstract) -> int:
+    """Bytes one device holds of a ShapeDtypeStruct with a NamedSharding."""
+    size = math.prod(abstract.shape) * np.dtype(abstract.dtype).itemsize
+    sharding = abstract.sharding
+    if sharding is None:
+        return size
+    shard_shape = sharding.shard_shape(abstract.shape)
+    return math.prod(shard_shape) * np.dtype(abstract.dtype).itemsize
+
+
+def largest(tree, prefix: str, count: int = 5) -> list[tuple[str, int]]:
+    leaves = [
+        (prefix + jax.tree_util.keystr(path), per_device_bytes(leaf))
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+    ]
+    return sorted(leaves, key=lambda x: -x[1])[:count]
+
+
+def abstract_batch(experiment: Experiment, mesh, text_length: int | None = None) -> dict:
+    """The batch layout's shapes for one optimizer step (image + text tokens per sequence)."""
+    m, t = experiment.model, experiment.train
+    b = t.batch_size
+    seq = m.vision.num_image_tokens + (text_length or t.max_text_length)
+    p = m.pose_head.max_poses
+    sh = batch_sharding(mesh)
+    side = m.vision.image_size
+
+    def spec(shape, dtype):
+        return jax.ShapeDtypeStruct(shape, dtype, sharding=sh)
+
+    return {
+        "input_ids": spec((b, seq), jnp.int32),
+        "attention_mask": spec((b, seq), jnp.int32),
+        "labels": spec((b, seq), jnp.int32),
+        "pixel_values": spec((b, m.vision.num_channels, side, side), jnp.float32),
+        "pose_global_orient": spec((b, p, 3), jnp.float32),
+        "pose_body_pose": spec((b, p, 69), jnp.float32),
+        "pose_betas": spec((b, p, 10), jnp.float32),
+        "pose_mask": spec((b, p), jnp.bool_),
+    }
+
+
+def compile_train_step(
+    experiment: Experiment,
+    devices,
+    hbm_bytes: int | None = None,
+    peak_flops: float | None = None,
+    text_length: int | None = None,
+) -> CompileReport:
+    """Lowers and compiles the train step of `experiment` for `devices`; nothing is allocated."""
+    mesh = make_mesh(experiment.mesh, devices)
+    trainer = build_abstract_trainer(experiment, mesh)
+    batch = abstract_batch(experiment, mesh, text_length)
+    biggest = sorted(
+        largest(trainer.frozen, "frozen") + largest(trainer.state, "state") + largest(batch, "batch"),
+        key=lambda x: -x[1],
+    )[:5]
+    start = time.perf_counter()
+    compiled = _compile(trainer.step_fn.lower(trainer.state, trainer.frozen, batch), "train_step", biggest)
+    seconds = time.perf_counter() - start
+    seq = batch["input_ids"].shape[1]
+    b = experiment.train.batch_size
+    ours = flops_lib.train_step_flops(experiment.model, b, seq, b).total
+    floor = ours / (len(devices) * peak_flops) if peak_flops else None
+    return CompileReport(
+        "train_step",
+        len(devices),
+        memory_report(compiled),
+        hbm_bytes,
+        xla_flops(compiled),
+        ours,
+        seconds,
+        floor,
+        biggest,
+    )
+
+
+def compile_decode_step(
+    experiment: Experiment,
+    devices,
+    batch_size: int,
+    max_length: int,
+    hbm_bytes: int | None = None,
+    peak_flops: float | None = None,
+) -> CompileReport:
+    """Compiles one decoding step (merged weights, a KV cache of `max_length` slots) for `devices`."""
+    mesh = make_mesh(experiment.mesh, devices)
+    rules = experiment.mesh.logical_axis_rules
+    shapes, _ = chatpose.abstract_variables(experiment.model)
+    shardings = chatpose.variable_shardings(experiment.model, mesh, rules)
+    params = jax.tree.map(
+        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes["params"], shardings["params"]
+    )
+    data = ("data", "fsdp")
+    t = experiment.model.text
+    cache_spec = PartitionSpec(None, data, None, "tensor" if t.num_kv_heads % mesh.shape["tensor"] == 0 else None)
+    cache_shape = (t.num_layers, batch_size, max_length, t.num_kv_heads, t.resolved_head_dim)
+    dtype = chatpose.DTYPES[experiment.model.dtype]
+    cache = {k: jax.ShapeDtypeStruct(cache_shape, dtype, sharding=NamedSharding(mesh, cache_spec)) for k in ("k", "v")}
+    rows = NamedSharding(mesh, PartitionSpec(data))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    state = decoding.DecodeState(
+        kv_cache=cache,
+        cache_mask=jax.ShapeDtypeStruct((batch_size, max_length), jnp.bool_, sharding=rows),
+        index=jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated),
+        positions=jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=rows),
+    )
+    token = jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=rows)
+    step = jax.jit(functools.partial(decoding.decode_step, experiment.model), donate_argnums=(3,))
+    biggest = sorted(largest(params, "params") + largest(cache, "kv_cache"), key=lambda x: -x[1])[:5]
+    start = time.perf_counter()
+    compiled = _compile(step.lower(params, {}, token, state), "decode_step", biggest)
+    seconds = time.perf_counter() - start
+    ours = flops_lib.forward_flops(experiment.model, batch_size, 1, 0)
+    floor = ours / (len(devices) * peak_flops) if peak_flops else None
+    return CompileReport(
+        "decode_step",
+        len(devices),
+        memory_report(compiled),
+        hbm_bytes,
+        xla_flops(compiled),
+        ours,
+        seconds,
+        floor,
+        biggest,
+    )
+
+
+def human_bytes(n: int) -> str:
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if abs(n) >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} B"
+
+
+def format_report(report: CompileReport) -> str:
+    gib = 1024**3
+    m = report.memory
+    lines = [
+        f"{report.name}: compiled in {report.compile_seconds:.1f}s for {report.num_devices} devices",
+        f"  per device: arguments {human_bytes(m.argument)}, outputs {human_bytes(m.output)} "
+        f"(aliased {human_bytes(m.alias)}), temporaries {human_bytes(m.temp)}, code {human_bytes(m.code)}",
+    ]
+    if report.hbm_bytes:
+        verdict = "fits" if report.fits else "DOES NOT FIT"
+        lines.append(
+            f"  total {human_bytes(m.total)} of {report.hbm_bytes / gib:.0f} GiB HBM "
+            f"({100 * m.total / report.hbm_bytes:.1f}%): {verdict}"
+        )
+    else:
+        lines.append(f"  total {human_bytes(m.total)}")
+    lines.append(
+        f"  FLOPs per device: XLA {report.xla_flops:.3e}, ours {report.our_flops / report.num_devices:.3e} "
+        f"(ratio {report.xla_flops * report.num_devices / max(report.our_flops, 1):.2f})"
+    )
+    if report.step_floor_seconds is not None:
+        lines.append(f"  step-time floor at peak: {1000 * report.step_floor_seconds:.3f} ms")
+    if not report.fits:
+        lines.append("  largest per-device buffers among the arguments:")
+        lines += [f"    {name}: {human_bytes(size)}" for name, size in report.largest_arguments]
+    return "\n".join(lines)

@@ -1,0 +1,105 @@
+"""Ahead-of-time compilation for TPU slices on this CPU host (libtpu, compile-only devices)."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "ALLOW_MULTIPLE_LIBTPU_LOAD": "1", "XLA_FLAGS": ""}
+ENV.pop("JAX_PLATFORMS", None)
+
+pytest.importorskip("libtpu", reason="the [aot] extra (libtpu) is not installed")
+
+
+def compile_cli(*args, timeout=600):
+    return subprocess.run(
+        [str(BIN / "chatpose-compile"), *args], capture_output=True, text=True, timeout=timeout, env=ENV, cwd=REPO
+    )
+
+
+def test_topology_names():
+    from chatpose_jax.parallel.topology import parse_slice
+
+    assert parse_slice("v5p-128").topology_name == "v5p:4x4x4"  # 128 TensorCores = 64 chips
+    assert parse_slice("v5e-256").topology_name == "v5e:16x16"
+    assert parse_slice("v4-64").topology_name == "v4:2x4x4"
+    assert parse_slice("v6e-64").topology_name == "v6e:8x8"
+    assert parse_slice("v5e-4").topology_name == "v5e:2x2"
+    with pytest.raises(ValueError, match="unknown TPU slice 'v9x-8'"):
+        parse_slice("v9x-8")
+    with pytest.raises(ValueError, match="power-of-two"):
+        parse_slice("v5e-12")
+
+
+UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
+
+
+def printed_bytes(text: str, name: str) -> float:
+    value, unit = re.search(rf"{name} ([\d.]+) (B|KiB|MiB|GiB)", text).groups()
+    return float(value) * UNITS[unit]
+
+
+def test_tiny_config_compiles_for_v5e_4_and_prints_xla_memory():
+    result = compile_cli("--config=configs/tiny.py", "--topology=v5e-4", "--nodecode")
+    assert result.returncode == 0, result.stderr[-3000:]
+    train = result.stdout.split("train_step:")[1]
+    # The same program compiled in this process: the printed figures are XLA's.
+    code = (
+        "import os; os.environ.setdefault('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')\n"
+        "import importlib.util, json\n"
+        "from chatpose_jax.experiment import load_experiment\n"
+        "from chatpose_jax.parallel.topology import compile_only_devices\n"
+        "from chatpose_jax.parallel.mesh import make_mesh\n"
+        "from chatpose_jax.train import aot\n"
+        "from chatpose_jax.train.setup import build_abstract_trainer\n"
+        "spec = importlib.util.spec_from_file_location('t', 'configs/tiny.py'); m = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(m)\n"
+        "_, devices = compile_only_devices('v5e-4')\n"
+        "e = load_experiment(m.get_config(), len(devices)); mesh = make_mesh(e.mesh, devices)\n"
+        "t = build_abstract_trainer(e, mesh)\n"
+        "s = t.step_fn.lower(t.state, t.frozen, aot.abstract_batch(e, mesh)).compile().memory_analysis()\n"
+        "print(json.dumps([s.argument_size_in_bytes, s.temp_size_in_bytes, s.generated_code_size_in_bytes]))\n"
+    )
+    direct = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=ENV, cwd=REPO
+    )
+    assert direct.returncode == 0, direct.stderr[-3000:]
+    argument, temp, code_bytes = eval(direct.stdout.strip().splitlines()[-1])
+    for name, want in (("arguments", argument), ("temporaries", temp), ("code", code_bytes)):
+        got = printed_bytes(train, name)
+        assert abs(got - want) <= 0.006 * want + 1, (name, got, want)
+    assert "fits" in train
+
+
+def test_a_step_that_cannot_fit_fails_and_names_buffers():
+    result = compile_cli(
+        "--config=configs/tiny.py",
+        "--topology=v5e-4",
+        "--nodecode",
+        "--config.train.batch_size=65536",
+        "--config.model.text.vocab_size=65536",
+    )
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "DOES NOT FIT" in result.stdout and "largest per-device buffers" in result.stdout
+    assert "does not fit in HBM" in result.stderr
+
+
+@pytest.mark.slow
+def test_llava15_7b_compiles_for_v5p_64():
+    result = compile_cli(
+        "--config=configs/llava15_7b.py",
+        "--topology=v5p-64",
+        "--nodecode",
+        "--text_length=448",
+        "--config.train.batch_size=64",
+        "--config.train.grad_accum_steps=1",
+        "--config.mesh.fsdp=-1",
+        "--config.mesh.data=1",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "32 devices" in result.stdout and "fits" in result.stdout
