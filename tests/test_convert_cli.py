@@ -34,6 +34,7 @@ def test_import_hf_writes_a_checkpoint_that_loads_back(tmp_path):
     assert again.returncode == 1 and "not empty" in again.stderr
 
 
-def test_later_subcommands_say_not_built():
-    result = _convert("export-hf")
-    assert result.returncode == 2 and "not built yet" in result.stderr
+def test_subcommands_without_their_flags_say_what_is_missing():
+    for sub, needed in (("export-hf", "--checkpoint and --out"), ("import-chatpose-torch", "--ckpt and --out")):
+        result = _convert(sub)
+        assert result.returncode == 1 and needed in result.stderr, result.stderr[-2000:]

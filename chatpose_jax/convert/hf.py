@@ -21,6 +21,10 @@ each leaf of our params tree is read from its canonical tensor, transposed where
 one past the largest special id in config.json). Its embedding and LM-head rows, and any rows
 added to make room for it, start at the mean of the existing rows: the original logits keep
 their indices.
+
+A folder written by `chatpose-convert export-hf` already holds `<POSE>`: its config.json names
+`pose_token_id` and every row is kept as trained; its `pose_head.safetensors` (+ `pose_head.json`,
+see `chatpose_jax.export.hf_export`) is read instead of a fresh pose head.
 """
 
 from __future__ import annotations
@@ -38,11 +42,13 @@ import numpy as np
 
 from chatpose_jax.convert.tensor_files import TensorFiles
 from chatpose_jax.model import chatpose
-from chatpose_jax.model.config import ModelConfig, ProjectorConfig, TextConfig, VisionConfig
+from chatpose_jax.model.config import ModelConfig, PoseHeadConfig, ProjectorConfig, TextConfig, VisionConfig
 from chatpose_jax.model.pose_head import PoseHead
 
 POSE_TOKEN = "<POSE>"
 IMAGE_TOKEN = "<image>"
+POSE_HEAD_FILE = "pose_head.safetensors"  # written by export-hf: fc1/fc2 .weight [out, in] and .bias
+POSE_HEAD_JSON = "pose_head.json"
 HF_LLAVA = "hf_llava"
 ORIGINAL_LLAVA = "original_llava"
 _IGNORED = re.compile(r"(rotary_emb\.inv_freq|embeddings\.position_ids)$")
@@ -231,7 +237,17 @@ def hf_model_config(
     ckpt_rows = src.text.vocab_size
     if tokenizer is None:
         tokenizer = load_tokenizer(folder, add_image_token=src.layout == ORIGINAL_LLAVA)
-    if tokenizer is not None:
+    exported_pose_id = _read_json(os.path.join(folder, "config.json")).get("pose_token_id")
+    if exported_pose_id is not None and tokenizer is not None:
+        found = tokenizer.get_vocab().get(POSE_TOKEN)
+        if found != exported_pose_id:
+            raise CheckpointError(
+                f"{folder}: config.json says pose_token_id {exported_pose_id}, the tokenizer has {POSE_TOKEN} at {found}"
+            )
+    if exported_pose_id is not None:  # an export-hf folder: <POSE> and its rows are already trained
+        image_id, pose_id = src.image_token_id, int(exported_pose_id)
+        pad = src.pad_token_id if src.pad_token_id is not None else 0
+    elif tokenizer is not None:
         vocab = tokenizer.get_vocab()
         image_id = src.image_token_id if src.image_token_id is not None else vocab[IMAGE_TOKEN]
         pose_id = vocab[POSE_TOKEN]
@@ -247,9 +263,17 @@ def hf_model_config(
         pad = src.pad_token_id if src.pad_token_id is not None else 0
     # Our tokens are appended last, so every id below the first of them is an existing token.
     new_ids = tuple(sorted({pose_id} | ({image_id} if src.layout == ORIGINAL_LLAVA else set())))
-    rows = max(ckpt_rows, max(new_ids) + 1)
-    plan = VocabPlan(ckpt_rows, rows, min(new_ids[0], ckpt_rows), new_ids)
+    if exported_pose_id is not None:
+        new_ids = ()
+    rows = max(ckpt_rows, max(new_ids, default=-1) + 1)
+    plan = VocabPlan(ckpt_rows, rows, min(new_ids[0], ckpt_rows) if new_ids else ckpt_rows, new_ids)
+    head_json = os.path.join(folder, POSE_HEAD_JSON)
+    pose_head = PoseHeadConfig()
+    if os.path.exists(head_json):
+        spec = _read_json(head_json)
+        pose_head = PoseHeadConfig(num_joints=int(spec["num_joints"]), max_poses=int(spec.get("max_poses", 1)))
     fields = dict(
+        pose_head=pose_head,
         vision=_vision_config(src.vision, src.feature_layer, src.feature_select),
         text=_text_config(src.text, rows),
         projector=src.projector,
@@ -406,7 +430,8 @@ def load_llava(
       **config_overrides: ModelConfig fields to set (dtype, param_dtype, lora, pose_head, ...).
 
     Returns:
-      (config, params); params has the layout of `chatpose.init_params` (pose head freshly initialised).
+      (config, params); params has the layout of `chatpose.init_params`; the pose head is read from
+      `pose_head.safetensors` when the folder has one (an export-hf folder), else freshly initialised.
 
     Raises:
       CheckpointError: unknown layout, a missing tensor, a tensor whose shape does not fit the
@@ -433,6 +458,29 @@ def load_llava(
             if canon is not None:
                 names[canon] = (vision_files, name)
 
+    params, shardings = read_params(config, plan, names, path, mesh, logical_axis_rules)
+    if os.path.exists(os.path.join(path, POSE_HEAD_FILE)):
+        head_files = TensorFiles.from_file(os.path.join(path, POSE_HEAD_FILE))
+        params["pose_head"] = read_pose_head(head_files, config, shardings)
+    else:
+        params["pose_head"] = _init_pose_head(config, shardings["pose_head"], jax.random.key(0) if rng is None else rng)
+    return config, params
+
+
+def read_params(
+    config: ModelConfig, plan: VocabPlan, names: dict, where: str, mesh=None, logical_axis_rules=None
+) -> tuple[dict, dict]:
+    """Every param but the pose head, each read from its canonical tensor straight into its sharding.
+
+    Args:
+      names: canonical HF name -> (owner, stored name); `owner` has `shape(name)` and `get(name)`
+        (a `TensorFiles`, or any object that reads tensors lazily, e.g. with LoRA merged in).
+      where: what to name in errors (the checkpoint path).
+
+    Returns:
+      (params without "pose_head", the shardings tree of all params).
+    """
+    path = where
     shapes, axes = chatpose.abstract_variables(config)
     shapes, axes = shapes["params"], axes["params"]
     if mesh is None:
@@ -473,9 +521,35 @@ def load_llava(
         host = _Lazy(struct_.shape, param_dtype, read)
         params_flat[key] = jax.make_array_from_callback(struct_.shape, flat_shardings[key], lambda idx, h=host: h[idx])
 
-    params = _unflatten(params_flat)
-    params["pose_head"] = _init_pose_head(config, shardings["pose_head"], jax.random.key(0) if rng is None else rng)
-    return config, params
+    return _unflatten(params_flat), shardings
+
+
+def read_pose_head(owner, config: ModelConfig, shardings: dict) -> dict:
+    """The pose head from torch-layout tensors `fc1.weight` [d, d], `fc1.bias`, `fc2.weight` [J*6, d], `fc2.bias`.
+
+    `owner` reads tensors by name (`shape`, `get`); `shardings` is the params shardings tree.
+    """
+    d, out = config.text.hidden_size, config.pose_head.num_joints * 6
+    expected = {"fc1.weight": (d, d), "fc1.bias": (d,), "fc2.weight": (out, d), "fc2.bias": (out,)}
+    param_dtype = chatpose.DTYPES[config.param_dtype]
+    head: dict = {"fc1": {}, "fc2": {}}
+    for name, shape in expected.items():
+        if name not in owner:
+            raise CheckpointError(f"{owner.folder}: pose head tensor {name} is missing, expected shape {shape}")
+        if tuple(owner.shape(name)) != shape:
+            raise CheckpointError(
+                f"{owner.folder}: pose head tensor {name} has shape {tuple(owner.shape(name))}, expected {shape} "
+                f"(hidden size {d}, {config.pose_head.num_joints} joints x 6)"
+            )
+        layer, leaf = name.split(".")
+        value = np.asarray(owner.get(name))
+        value = value.T if leaf == "weight" else value
+        sharding = shardings["pose_head"][layer]["kernel" if leaf == "weight" else "bias"]
+        host = np.ascontiguousarray(value).astype(param_dtype)
+        head[layer]["kernel" if leaf == "weight" else "bias"] = jax.make_array_from_callback(
+            host.shape, sharding, lambda idx, h=host: h[idx]
+        )
+    return head
 
 
 def _source_vision_folder(path: str, vision_tower_path: str | None) -> str:

@@ -34,11 +34,11 @@ _SAFETENSORS_DTYPES = {
 class TensorFiles:
     """name -> lazily loaded numpy array, over every weight file of a folder."""
 
-    def __init__(self, folder: str):
+    def __init__(self, folder: str, files: list[str] | None = None):
         self.folder = folder
         self._where: dict[str, tuple[str, object]] = {}  # name -> (file, header entry or None)
         self._bin_cache: dict[str, dict] = {}
-        files = _weight_files(folder)
+        files = _weight_files(folder) if files is None else files
         if not files:
             raise FileNotFoundError(
                 f"{folder}: no weights found (expected model.safetensors, a *.safetensors.index.json, "
@@ -51,6 +51,11 @@ class TensorFiles:
             else:
                 for name in _torch_load(path):
                     self._where[name] = (path, None)
+
+    @classmethod
+    def from_file(cls, path: str) -> TensorFiles:
+        """The tensors of one file (`.safetensors`, or a torch `.bin` / `.pt` state dict)."""
+        return cls(path, [path])
 
     def keys(self) -> list[str]:
         return list(self._where)
@@ -99,7 +104,10 @@ def _weight_files(folder: str) -> list[str]:
             with open(index) as f:
                 weight_map = json.load(f)["weight_map"]
             return sorted({os.path.join(folder, v) for v in weight_map.values()})
-    files = sorted(glob.glob(os.path.join(folder, "*.safetensors")))
+    # pose_head.safetensors (export-hf) sits next to the model weights but is not one of them.
+    files = sorted(
+        f for f in glob.glob(os.path.join(folder, "*.safetensors")) if not f.endswith("pose_head.safetensors")
+    )
     return files or sorted(glob.glob(os.path.join(folder, "pytorch_model*.bin")))
 
 

@@ -1,0 +1,175 @@
+"""export-hf: a trained tiny model as a Hugging Face folder that transformers runs with our logits, and back."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from chatpose_jax.convert.hf import load_llava
+from chatpose_jax.export.hf_export import ExportError, export_checkpoint, export_hf
+from chatpose_jax.model import chatpose
+from chatpose_jax.model.lora import merge_lora
+from chatpose_jax.train.trained_model import load_trained
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, env=ENV)
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+    from data_pipelines.tokenizer import make_synthetic_tokenizer
+
+    folder = str(tmp_path_factory.mktemp("tok"))
+    corpus = [f"the person raises the {s} arm and bends the {k} knee" for s in ("left", "right") for k in "ab"]
+    make_synthetic_tokenizer(folder, corpus * 50)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """The tiny config (2 layers) trained 4 steps on random batches: LoRA, rows and pose head all moved."""
+    from train_random_run import make_source, small_tiny_config
+
+    from chatpose_jax.experiment import load_experiment
+    from chatpose_jax.train.loop import train_and_evaluate
+
+    folder = str(tmp_path_factory.mktemp("train"))
+    train_and_evaluate(load_experiment(small_tiny_config(4, ["train.batch_size=8"])), folder, make_source=make_source, progress=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(workdir):
+    return load_trained(workdir)
+
+
+@pytest.fixture(scope="module")
+def exported(workdir, tokenizer_dir, tmp_path_factory):
+    """export-hf of the training workdir, in shards of at most 300 kB (the CLI's own path)."""
+    out = str(tmp_path_factory.mktemp("export") / "hf")
+    export_checkpoint(workdir, out, tokenizer_dir, max_shard_bytes=300_000)
+    return out
+
+
+def _inputs(config, batch=2, seed=0):
+    """int32[B, T] with <s>, text, the image placeholders, text, <POSE>, text; pixels float32[B, 3, H, W]."""
+    rng = np.random.RandomState(seed)
+    n = config.vision.num_image_tokens
+    ids = rng.randint(3, 1000, size=(batch, 5 + n + 8)).astype(np.int64)
+    ids[:, 0] = config.bos_token_id
+    ids[:, 3 : 3 + n] = config.image_token_id
+    ids[:, 3 + n + 4] = config.pose_token_id
+    px = rng.randn(batch, 3, config.vision.image_size, config.vision.image_size).astype(np.float32)
+    return ids, px
+
+
+def test_export_loads_in_transformers_with_our_logits(trained, exported):
+    from transformers import AutoTokenizer, LlavaForConditionalGeneration
+
+    model, info = LlavaForConditionalGeneration.from_pretrained(exported, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+    config = trained.config
+    ids, px = _inputs(config)
+    ours = chatpose.apply(config, trained.params, trained.lora, jnp.asarray(ids), jnp.asarray(px))
+    with torch.no_grad():
+        ref = model.float().eval()(input_ids=torch.from_numpy(ids), pixel_values=torch.from_numpy(px)).logits.numpy()
+    assert ref.shape == ours.logits.shape
+    err = np.abs(np.asarray(ours.logits) - ref).max()
+    assert err < 1e-4, f"logits differ by {err}"
+
+    tokenizer = AutoTokenizer.from_pretrained(exported)
+    assert tokenizer.convert_tokens_to_ids("<POSE>") == config.pose_token_id == 1002
+    assert tokenizer("bend <POSE>")["input_ids"][-1] == config.pose_token_id
+
+
+def test_export_folder_layout(trained, exported):
+    with open(os.path.join(exported, "model.safetensors.index.json")) as f:
+        index = json.load(f)
+    shards = sorted(set(index["weight_map"].values()))
+    assert len(shards) > 1, shards
+    sizes = [os.path.getsize(os.path.join(exported, s)) for s in shards]
+    # 300 kB of tensor data per shard unless one tensor alone is larger (the 1024 x 128 float32 rows).
+    assert all(s < 300_000 + 20_000 or s < 1024 * 128 * 4 + 20_000 for s in sizes), sizes
+    assert index["metadata"]["total_size"] == sum(sizes) - sum(_header_bytes(os.path.join(exported, s)) for s in shards)
+    with open(os.path.join(exported, "config.json")) as f:
+        cfg = json.load(f)
+    assert cfg["text_config"]["vocab_size"] == trained.config.text.vocab_size == 1024
+    assert cfg["pose_token_id"] == 1002 and cfg["image_token_index"] == 1000
+    with open(os.path.join(exported, "generation_config.json")) as f:
+        assert json.load(f)["eos_token_id"] == trained.config.eos_token_id
+    with open(os.path.join(exported, "pose_head.json")) as f:
+        head = json.load(f)
+    assert (head["num_joints"], head["hidden_size"], head["pose_token_id"]) == (24, 128, 1002)
+
+
+def _header_bytes(path):
+    with open(path, "rb") as f:
+        return 8 + int.from_bytes(f.read(8), "little")
+
+
+def test_import_of_export_is_exact(trained, exported):
+    config, params = load_llava(exported, dtype=trained.config.dtype, param_dtype=trained.config.param_dtype)
+    ref = merge_lora(trained.params, trained.lora, trained.config.lora)
+    for field in ("vision", "text", "projector", "pose_head", "image_token_id", "pose_token_id", "pad_token_id"):
+        assert getattr(config, field) == getattr(trained.config, field), field
+    assert jax.tree.structure(params) == jax.tree.structure(ref)
+
+    def same(path, a, b):
+        a, b = np.asarray(a), np.asarray(b)
+        assert a.dtype == b.dtype and np.array_equal(a, b), jax.tree_util.keystr(path)
+
+    jax.tree.map_with_path(same, params, ref)
+
+
+def test_lora_export_equals_export_of_merged_params(trained, tmp_path):
+    config = trained.config
+    with_lora = export_hf(config, trained.params, str(tmp_path / "a"), lora=trained.lora)
+    merged = export_hf(config, merge_lora(trained.params, trained.lora, config.lora), str(tmp_path / "b"))
+    assert with_lora == merged
+    assert (
+        np.abs(np.asarray(trained.lora["language_model"]["layers_0"]["self_attn"]["q_proj"]["lora"]["lora_b"])).max()
+        > 0
+    )
+    for name in sorted(set(with_lora.values())) + ["pose_head.safetensors"]:
+        with open(tmp_path / "a" / name, "rb") as fa, open(tmp_path / "b" / name, "rb") as fb:
+            assert fa.read() == fb.read(), name
+
+
+def test_scanned_layers_export_like_unrolled(trained, exported, tmp_path):
+    import dataclasses
+
+    config, params = load_llava(exported, dtype="float32")
+    scan_config = dataclasses.replace(config, scan_layers=True)
+    layers = params["language_model"]
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[layers[f"layers_{i}"] for i in range(config.text.num_layers)])
+    scan_params = dict(params, language_model={k: v for k, v in layers.items() if not k.startswith("layers_")})
+    scan_params["language_model"]["layers"] = stacked
+    export_hf(scan_config, scan_params, str(tmp_path / "scan"))
+    _, again = load_llava(str(tmp_path / "scan"), dtype="float32")
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), again, params)
+
+
+def test_existing_folder_and_wrong_tokenizer_are_refused(trained, exported, tokenizer_dir, tmp_path):
+    with pytest.raises(FileExistsError, match="overwrite"):
+        export_hf(trained.config, trained.params, exported)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer.add_tokens(["<extra>"], special_tokens=True)  # 1003 tokens, but <POSE> must sit at 1002
+    import dataclasses
+
+    moved = dataclasses.replace(trained.config, pose_token_id=1003)
+    with pytest.raises(ExportError, match="<POSE> has id 1002, the model's pose_token_id is 1003"):
+        export_hf(moved, trained.params, str(tmp_path / "x"), tokenizer=tokenizer)
+    again = _run("-m", "chatpose_jax.cli.convert", "export-hf", "--checkpoint", exported, "--out", exported)
+    assert again.returncode == 1 and "exists and is not empty" in again.stderr, again.stderr[-2000:]
