@@ -18,8 +18,9 @@ from tests import chat_fixtures
 BIN = Path(sys.executable).parent
 
 
-def run_cli(*args, stdin=None, cache=None, timeout=300):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "", "XDG_CACHE_HOME": str(cache or "/nonexistent")}
+def run_cli(*args, cache, stdin=None, timeout=300):
+    """Runs chatpose-chat; `cache` stands in for ~/.cache (where the synthetic body model goes)."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "", "XDG_CACHE_HOME": str(cache)}
     return subprocess.run(
         [str(BIN / "chatpose-chat"), *args], input=stdin, capture_output=True, text=True, timeout=timeout, env=env
     )
@@ -110,8 +111,8 @@ def test_prompt_run_writes_npz_obj_png_of_the_model_pose(model, pose_ckpt, tmp_p
         assert (half.reshape(-1, 3) != 255).any(axis=1).mean() > 0.02
 
 
-def test_terminal_session_through_a_pipe(tmp_path, image_path):
-    workdir = chat_fixtures._CACHE["workdir"]  # built by the pose_ckpt fixture
+def test_terminal_session_through_a_pipe(tmp_path, tmp_path_factory, image_path):
+    workdir = chat_fixtures.tiny_workdir(tmp_path_factory)
     script = "\n".join(
         [
             "hello there",
@@ -124,7 +125,9 @@ def test_terminal_session_through_a_pipe(tmp_path, image_path):
             "never asked",
         ]
     )
-    result = run_cli(f"--checkpoint={workdir}", f"--out={tmp_path}", "--max_new_tokens=4", stdin=script + "\n")
+    result = run_cli(
+        f"--checkpoint={workdir}", f"--out={tmp_path}", "--max_new_tokens=4", stdin=script + "\n", cache=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("ASSISTANT:") == 3, result.stdout  # /quit stops before "never asked"
     assert f"image {tmp_path}/missing.png does not exist" in result.stderr
@@ -179,8 +182,42 @@ def test_errors_are_one_clear_line(case, pose_ckpt, tmp_path):
         "unreadable_checkpoint": ([f"--checkpoint={bad}", "--prompt=hi"], f"cannot load checkpoint {bad}"),
         "long_prompt": ([f"--checkpoint={pose_ckpt}", "--prompt=" + "pose " * 600], "context holds 512"),
     }[case]
-    result = run_cli(*args, f"--out={tmp_path}")
+    result = run_cli(*args, f"--out={tmp_path}", cache=tmp_path)
     assert result.returncode == 1, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("chatpose-chat: ") and message in last, result.stderr[-2000:]
+
+
+def test_hugging_face_folder_loads_with_a_tokenizer(tmp_path, tmp_path_factory, image_path):
+    from chatpose_jax.inference.session import CheckpointLoadError
+    from chatpose_jax.model import decoding
+    from tests import llava_tiny
+
+    config = llava_tiny.tiny_llava_config()
+    # The synthetic tokenizer's ids: 1000 pieces, <image> 1000, <pad> 1001 (<POSE> is appended at 1002).
+    config.text_config.vocab_size, config.text_config.pad_token_id = 1002, 1001
+    config.image_token_index, config.pad_token_id = 1000, 1001
+    config.vision_config.image_size = 56
+    import torch
+    from transformers import LlavaForConditionalGeneration
+
+    torch.manual_seed(0)
+    hf_dir = llava_tiny.save_hf_llava(LlavaForConditionalGeneration(config).float().eval(), tmp_path / "hf")
+    with pytest.raises(CheckpointLoadError, match="pass --tokenizer"):
+        ChatModel.load(hf_dir)
+    tokenizer_dir = chat_fixtures.tiny_tokenizer(tmp_path_factory)
+    model = ChatModel.load(hf_dir, tokenizer_dir)
+    assert model.config.pose_token_id == 1002 and model.config.vision.image_size == 56
+    answer = model.answer("what is the pose?", image=image_path, max_new_tokens=4)
+    ids = model.encode([], prompt.user_turn("what is the pose?", True))
+    assert (ids == 1000).sum() == model.config.vision.num_image_tokens == 16
+    out = decoding.generate(
+        model.config,
+        model.params,
+        None,
+        jnp.asarray(ids)[None],
+        jnp.asarray(model.pixel_values(image_path))[None],
+        max_new_tokens=4,
+    )
+    np.testing.assert_array_equal(np.asarray(out.tokens[0, : len(answer.tokens)]), answer.tokens)
