@@ -42,3 +42,18 @@ def test_prompt_tokens_are_a_prefix_of_the_training_tokens(tmp_path_factory):
 def test_user_turn_puts_the_image_first():
     assert prompt.user_turn("  hello ", with_image=True) == "<image>\nhello"
     assert prompt.user_turn("hello", with_image=False) == "hello"
+
+
+def test_inference_runs_without_tensorflow_or_the_data_pipeline():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import chatpose_jax.inference.session, chatpose_jax.inference.predict, chatpose_jax.inference.terminal\n"
+        "import chatpose_jax.cli.chat\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tensorflow_datasets', 'data_pipelines')]\n"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
