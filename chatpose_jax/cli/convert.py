@@ -34,6 +34,9 @@ _BASE_CONFIG = flags.DEFINE_string(
 _POSE_TOKEN_ID = flags.DEFINE_integer("pose_token_id", None, "import-chatpose-torch: id of [SEG] (default: tokenizer)")
 _LORA_ALPHA = flags.DEFINE_float("lora_alpha", None, "import-chatpose-torch: LoRA alpha (default adapter_config.json)")
 _NUM_HEADS = flags.DEFINE_integer("num_heads", None, "import-chatpose-torch without config.json: decoder heads")
+_VISION_NUM_HEADS = flags.DEFINE_integer(
+    "vision_num_heads", None, "import-chatpose-torch, tower in the weights and no CLIP folder: its heads (width / 64)"
+)
 
 
 def _export_hf():
@@ -71,6 +74,7 @@ def _import_chatpose_torch():
             pose_token_id=_POSE_TOKEN_ID.value,
             lora_alpha=_LORA_ALPHA.value,
             num_heads=_NUM_HEADS.value,
+            vision_num_heads=_VISION_NUM_HEADS.value,
             overwrite=_OVERWRITE.value,
         )
     except (CheckpointError, FileExistsError, FileNotFoundError) as e:

@@ -534,11 +534,12 @@ def read_pose_head(owner, config: ModelConfig, shardings: dict) -> dict:
     param_dtype = chatpose.DTYPES[config.param_dtype]
     head: dict = {"fc1": {}, "fc2": {}}
     for name, shape in expected.items():
+        label = owner.stored_name(name) if hasattr(owner, "stored_name") else name
         if name not in owner:
-            raise CheckpointError(f"{owner.folder}: pose head tensor {name} is missing, expected shape {shape}")
+            raise CheckpointError(f"{owner.folder}: pose head tensor {label} is missing, expected shape {shape}")
         if tuple(owner.shape(name)) != shape:
             raise CheckpointError(
-                f"{owner.folder}: pose head tensor {name} has shape {tuple(owner.shape(name))}, expected {shape} "
+                f"{owner.folder}: pose head tensor {label} has shape {tuple(owner.shape(name))}, expected {shape} "
                 f"(hidden size {d}, {config.pose_head.num_joints} joints x 6)"
             )
         layer, leaf = name.split(".")
