@@ -44,7 +44,9 @@ def workdir(tmp_path_factory):
     from chatpose_jax.train.loop import train_and_evaluate
 
     folder = str(tmp_path_factory.mktemp("train"))
-    train_and_evaluate(load_experiment(small_tiny_config(4, ["train.batch_size=8"])), folder, make_source=make_source, progress=False)
+    train_and_evaluate(
+        load_experiment(small_tiny_config(4, ["train.batch_size=8"])), folder, make_source=make_source, progress=False
+    )
     return folder
 
 
@@ -173,3 +175,24 @@ def test_existing_folder_and_wrong_tokenizer_are_refused(trained, exported, toke
         export_hf(moved, trained.params, str(tmp_path / "x"), tokenizer=tokenizer)
     again = _run("-m", "chatpose_jax.cli.convert", "export-hf", "--checkpoint", exported, "--out", exported)
     assert again.returncode == 1 and "exists and is not empty" in again.stderr, again.stderr[-2000:]
+
+
+def test_export_of_params_sharded_over_devices_is_the_same(trained, tmp_path):
+    """Arrays split over a (fsdp 4, tensor 2) mesh are gathered leaf by leaf into the same files."""
+    from chatpose_jax.parallel.mesh import DEFAULT_LOGICAL_AXIS_RULES, MeshConfig, make_mesh
+
+    if jax.device_count() < 8:
+        pytest.skip("needs 8 (CPU) devices")
+    config = trained.config
+    mesh = make_mesh(MeshConfig(data=1, fsdp=4, tensor=2), jax.devices()[:8])
+    shardings = chatpose.variable_shardings(config, mesh, DEFAULT_LOGICAL_AXIS_RULES)
+    params = jax.device_put(trained.params, shardings["params"])
+    lora = jax.device_put(trained.lora, shardings["lora"])
+    split = params["language_model"]["layers_0"]["mlp"]["gate_proj"]["kernel"]
+    assert len({str(s.index) for s in split.addressable_shards}) == 8, split.sharding
+    a = export_hf(config, params, str(tmp_path / "sharded"), lora=lora)
+    b = export_hf(config, trained.params, str(tmp_path / "single"), lora=trained.lora)
+    assert a == b
+    for name in sorted(set(a.values())) + ["pose_head.safetensors"]:
+        with open(tmp_path / "sharded" / name, "rb") as fa, open(tmp_path / "single" / name, "rb") as fb:
+            assert fa.read() == fb.read(), name

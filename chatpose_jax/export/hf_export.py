@@ -135,7 +135,7 @@ class _Leaf:
 def plan_tensors(config: ModelConfig, params: dict) -> list[_Leaf]:
     """Every model leaf (pose head excluded) with the HF names, shapes and dtypes it is written as."""
     leaves = []
-    for key, value in hf._flatten(params).items():
+    for key, value in sorted(hf._flatten(params).items()):  # one order whatever built the dict
         if key[0] == "pose_head":
             continue
         layer_paths = hf._layer_paths(key, config) if config.scan_layers else [key]
