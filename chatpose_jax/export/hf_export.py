@@ -36,6 +36,7 @@ import struct
 import jax
 import ml_dtypes
 import numpy as np
+from absl import logging
 
 from chatpose_jax.convert import hf
 from chatpose_jax.model.config import ModelConfig
@@ -377,6 +378,8 @@ def export_hf(
         tokenizer = AutoTokenizer.from_pretrained(tokenizer)
     if tokenizer is not None:
         check_tokenizer(tokenizer, config)
+    else:
+        logging.warning("export-hf: no tokenizer known, %s gets no tokenizer files (pass --tokenizer_dir)", out_dir)
     hf_config = llava_config(config)
     if lora and config.lora.rank <= 0:
         raise ExportError("a LoRA tree was given but model.lora.rank is 0: alpha / rank unknown")
@@ -450,12 +453,16 @@ def write_pose_head(out_dir: str, config: ModelConfig, head: dict) -> None:
 
 
 def export_checkpoint(
-    checkpoint: str, out_dir: str, tokenizer_dir: str | None = None, overwrite: bool = False, **kwargs
+    checkpoint: str, out_dir: str, tokenizer_dir: str | None = None, overwrite: bool = False, mesh=None, **kwargs
 ) -> dict:
-    """`chatpose-convert export-hf`: any checkpoint `load_trained` reads -> Hugging Face folder."""
+    """`chatpose-convert export-hf`: any checkpoint `load_trained` reads -> Hugging Face folder.
+
+    `mesh`: restore the checkpoint sharded over it (a 13B model does not fit one device); default
+    the first device.
+    """
     from chatpose_jax.train.trained_model import load_trained
 
-    model = load_trained(checkpoint)
+    model = load_trained(checkpoint, mesh=mesh)
     tokenizer = tokenizer_dir or model.tokenizer_dir
     return export_hf(
         model.config, model.params, out_dir, lora=model.lora, tokenizer=tokenizer, overwrite=overwrite, **kwargs
