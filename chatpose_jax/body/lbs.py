@@ -1,8 +1,9 @@
 """Linear blend skinning as pure functions (the maths of SMPL, SMPL-H and SMPL-X).
 
-Layout: vertex arrays are coordinate-major, `[..., 3, V]`, so that every large product is one
-plain 2-D matmul whose output is already in the layout the next step reads (no transposes of
-`B x V`-sized arrays). The model files' `(V, 3, K)` arrays are put in this layout once, at load.
+Layout: the model's vertex arrays are coordinate-major, `[..., 3, V]`, so that every large product
+is one plain 2-D matmul whose output is already in the layout the next step reads (no transposes of
+`B x V`-sized arrays); the files' `(V, 3, K)` arrays are put in this layout once, at load. The
+posed vertices come out vertex-major, `[B, V, 3]`, as users expect.
 `J` is the number of kinematic joints, `K` the number of shape (+ expression) coefficients,
 `P = 9 (J - 1)` the number of pose-corrective features.
 """
@@ -11,16 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 
 def _matmul3(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
-    """Batched product of 3x3 (or 3xN) matrices as broadcast-and-sum.
+    """Batched product of 3x3 (or 3xN) matrices as explicit multiply-adds.
 
-    XLA fuses this with its neighbours; a dot per 3x3 product would be one library call each.
+    XLA fuses these with their neighbours; a dot per 3x3 product would be one library call each,
+    and a size-3 reduction compiles to slow code on CPU.
     """
-    return jnp.sum(a[..., :, :, None] * b[..., None, :, :], axis=-2)
+    return sum(a[..., :, k, None] * b[..., None, k, :] for k in range(a.shape[-1]))
 
 
 def blend_shapes(betas: jnp.ndarray, v_template: jnp.ndarray, shapedirs: jnp.ndarray) -> jnp.ndarray:
@@ -123,19 +127,76 @@ def rigid_transform(
     return posed_joints, jnp.concatenate([global_rot, trans[..., None]], axis=-1)
 
 
-def skin(transforms: jnp.ndarray, lbs_weights: jnp.ndarray, v_posed: jnp.ndarray) -> jnp.ndarray:
+def transform_rows(transforms: jnp.ndarray) -> jnp.ndarray:
+    """Joint transforms float[B, J, 3, 4] as rows float[B * 12, J], the left operand of skinning."""
+    batch, num_joints = transforms.shape[:2]
+    return jnp.transpose(transforms.reshape(batch, num_joints, 12), (0, 2, 1)).reshape(batch * 12, num_joints)
+
+
+@jax.custom_vjp
+def apply_blended(blended: jnp.ndarray, v_posed: jnp.ndarray) -> jnp.ndarray:
+    """Apply per-vertex affine maps: out[b, i, v] = sum_k blended[b, i, k, v] v_posed[b, k, v] + blended[b, i, 3, v].
+
+    blended: float[B, 3, 4, V]; v_posed: float[B, 3, V] -> float[B, 3, V].
+    Written out term by term, and so is its gradient: XLA's CPU code for the size-3 reductions that
+    `jnp.sum` / automatic differentiation would produce here runs ~80x slower.
+    """
+    return sum(blended[:, :, k] * v_posed[:, None, k] for k in range(3)) + blended[:, :, 3]
+
+
+def _apply_blended_fwd(blended, v_posed):
+    return apply_blended(blended, v_posed), (blended, v_posed)
+
+
+def _apply_blended_bwd(residuals, g):
+    blended, v_posed = residuals
+    ones = jnp.ones_like(v_posed[:, :1])
+    d_blended = g[:, :, None] * jnp.concatenate([v_posed, ones], axis=1)[:, None]
+    d_v_posed = sum(blended[:, i, :3] * g[:, i, None] for i in range(3))
+    return d_blended, d_v_posed
+
+
+apply_blended.defvjp(_apply_blended_fwd, _apply_blended_bwd)
+
+
+def skin(transforms_rows: jnp.ndarray, lbs_weights: jnp.ndarray, v_posed: jnp.ndarray) -> jnp.ndarray:
     """Linear blend skinning: v = sum_j w_j (R_j v + t_j).
 
-    transforms: float[B, J, 3, 4]; lbs_weights: float[J, V] (columns sum to 1);
-    v_posed: float[B, 3, V] metres -> float[B, 3, V] metres.
+    transforms_rows: float[B * 12, J] (`transform_rows` of float[B, J, 3, 4]); lbs_weights: float[J, V]
+    (columns sum to 1); v_posed: float[B, 3, V] metres -> float[B, 3, V] metres.
     The blended transforms are one `(B*12, J) @ (J, V)` matmul whose rows are already per
     coordinate, so the final multiply-add reads them contiguously along V.
     """
-    batch, num_joints = transforms.shape[:2]
-    num_verts = lbs_weights.shape[1]
-    per_entry = jnp.transpose(transforms.reshape(batch, num_joints, 12), (0, 2, 1)).reshape(batch * 12, num_joints)
-    blended = (per_entry @ lbs_weights).reshape(batch, 3, 4, num_verts)
-    return jnp.sum(blended[:, :, :3] * v_posed[:, None], axis=2) + blended[:, :, 3]
+    batch, _, num_verts = v_posed.shape
+    blended = (transforms_rows @ lbs_weights).reshape(batch, 3, 4, num_verts)
+    return apply_blended(blended, v_posed)
+
+
+# Skinning blends a 12-number transform per vertex and body: `B x 12 x V` floats, 170 MB at batch 512,
+# which would be written and read back through memory if formed whole. Past `_BLOCK_ABOVE_BYTES`
+# the vertices go through in blocks whose transforms (`_BLOCK_BYTES`) stay in cache; below it one
+# pass is faster, as each loop step has a fixed cost. Both sizes were measured on a 2-core CPU.
+_BLOCK_ABOVE_BYTES = 32 << 20
+_BLOCK_BYTES = 3 << 20
+
+
+def vertex_block_size(batch: int, num_verts: int, itemsize: int = 4) -> int:
+    """Vertices per block for `lbs`: all of them for small batches, else a multiple of 16."""
+    per_vertex = batch * 12 * itemsize
+    if per_vertex * num_verts <= _BLOCK_ABOVE_BYTES:
+        return num_verts
+    return int(min(num_verts, max(16, (_BLOCK_BYTES // per_vertex) // 16 * 16)))
+
+
+def _posed_block(betas, features, transforms_rows, v_template, shapedirs, posedirs, lbs_weights):
+    """Shape, pose-correct and skin one block of Vb vertices.
+
+    betas: float[B, K]; features: float[B, P]; transforms_rows: float[B * 12, J]; v_template: float[3, Vb];
+    shapedirs: float[K, 3, Vb]; posedirs: float[P, 3, Vb]; lbs_weights: float[J, Vb].
+    Returns float[B, Vb, 3] metres.
+    """
+    v_posed = blend_shapes(betas, v_template, shapedirs) + pose_offsets(features, posedirs)
+    return jnp.swapaxes(skin(transforms_rows, lbs_weights, v_posed), 1, 2)
 
 
 def lbs(
@@ -147,15 +208,44 @@ def lbs(
     J_regressor: jnp.ndarray,
     lbs_weights: jnp.ndarray,
     parents: Sequence[int],
+    transl: jnp.ndarray | None = None,
+    vertex_block: int | None = None,
 ) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """Shape, pose-correct, pose and skin a body (smplx's `lbs`, in coordinate-major layout).
+    """Shape, pose-correct, pose and skin a body (smplx's `lbs`), blocked over vertices for large batches.
 
     betas: float[B, K]; rotmat: float[B, J, 3, 3]; v_template: float[3, V]; shapedirs: float[K, 3, V];
-    posedirs: float[P, 3, V]; J_regressor: float[J, V]; lbs_weights: float[J, V]; parents: J ints.
-    Returns vertices: float[B, 3, V] and joints: float[B, J, 3], metres, before translation.
+    posedirs: float[P, 3, V]; J_regressor: float[J, V]; lbs_weights: float[J, V]; parents: J ints;
+    transl: float[B, 3] metres or None; vertex_block: vertices per block (None: `vertex_block_size`).
+    Returns vertices: float[B, V, 3] and joints: float[B, J, 3], metres.
+    The translation rides on the joint transforms (skinning weights sum to one), which saves a
+    separate pass over the vertices.
+    Each block is rematerialised in the backward pass, so gradients never hold `B x 12 x V` either.
     """
-    v_shaped = blend_shapes(betas, v_template, shapedirs)
+    batch, num_joints = rotmat.shape[:2]
+    num_verts = v_template.shape[1]
     joints = rest_joints(betas, v_template, shapedirs, J_regressor)
-    v_posed = v_shaped + pose_offsets(pose_features(rotmat), posedirs)
     posed_joints, transforms = rigid_transform(rotmat, joints, parents)
-    return skin(transforms, lbs_weights, v_posed), posed_joints
+    if transl is not None:
+        posed_joints = posed_joints + transl[:, None]
+        transforms = transforms.at[..., 3].add(transl[:, None])
+    rows = transform_rows(transforms)
+    features = pose_features(rotmat)
+    block = vertex_block or vertex_block_size(batch, num_verts, jnp.dtype(v_template.dtype).itemsize)
+    if block >= num_verts:
+        return _posed_block(betas, features, rows, v_template, shapedirs, posedirs, lbs_weights), posed_joints
+
+    posed_block = jax.checkpoint(_posed_block)
+
+    def body(i, vertices):
+        # The last block is moved back to end at V; it recomputes a few vertices, identically.
+        start = jnp.minimum(i * block, num_verts - block)
+
+        def cut(array):
+            return lax.dynamic_slice_in_dim(array, start, block, axis=array.ndim - 1)
+
+        out = posed_block(betas, features, rows, cut(v_template), cut(shapedirs), cut(posedirs), cut(lbs_weights))
+        return lax.dynamic_update_slice(vertices, out, (0, start, 0))
+
+    num_blocks = -(-num_verts // block)
+    vertices = lax.fori_loop(0, num_blocks, body, jnp.zeros((batch, num_verts, 3), v_template.dtype))
+    return vertices, posed_joints

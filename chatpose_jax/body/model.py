@@ -179,6 +179,8 @@ class BodyModel:
         shape_coeffs = jnp.concatenate(coeffs, axis=1)
         shape_dirs = jnp.concatenate(dirs, axis=0) if len(dirs) > 1 else dirs[0]
 
+        if transl is not None:
+            transl = self._batched("transl", jnp.asarray(transl, dtype), (3,), batch)
         vertices, joints = lbs.lbs(
             shape_coeffs,
             rotmat,
@@ -188,12 +190,8 @@ class BodyModel:
             self.J_regressor,
             self.lbs_weights,
             self.parents,
+            transl=transl,
         )
-        vertices = jnp.swapaxes(vertices, 1, 2)
-        if transl is not None:
-            transl = self._batched("transl", jnp.asarray(transl, dtype), (3,), batch)
-            vertices = vertices + transl[:, None]
-            joints = joints + transl[:, None]
         return BodyOutput(vertices=vertices, joints=joints, rotmat=rotmat, faces_static=self.faces_static)
 
     def _batched(self, name: str, value: jnp.ndarray, trailing: tuple[int, ...], batch: int) -> jnp.ndarray:
