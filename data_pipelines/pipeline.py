@@ -7,9 +7,10 @@ Flow, per host (process) h of H:
             -> repeat
   mixture:  `sample_from_datasets(streams, ratios, seed)` -> enumerate (element index)
             -> images (decode, person crop, pad-to-square, CLIP resize + normalise; parallel,
-               deterministic) -> chunks of 64 -> conversation templates + tokenisation (one
-               batched tokenizer call; a sample whose `<POSE>` would be truncated is dropped and
-               counted) -> filter -> batch (local batch) -> prefetch
+               deterministic) -> chunks of 64 -> prefetch. Then, in Python (no callback inside
+               tf.data, whose iterators deadlock on destruction when one is in flight):
+               conversation templates + tokenisation (one batched tokenizer call per chunk; a
+               sample whose `<POSE>` would be truncated is dropped and counted) -> local batch
   host:     pad length to the smallest bucket that fits (agreed across hosts) -> numpy dict;
             `global_batch` assembles the hosts' parts into `jax.Array`s sharded over the mesh's
             data axes.
@@ -251,42 +252,33 @@ class Tokenize:
         return enc.input_ids, enc.labels, enc.attention_mask, keep, num_pose.astype(np.int32)
 
 
-def tokenize_fn(tokenize: Tokenize, max_length: int):
-    def apply(index, el):
-        ids, labels, mask, keep, num_pose = tf.numpy_function(
-            tokenize,
-            [index, el["kind"], el["texts"], el["has_image"]],
-            [tf.int32, tf.int32, tf.int32, tf.bool, tf.int32],
-        )
-        out = {k: v for k, v in el.items() if k not in ("texts", "kind", "crop", "has_crop")}
-        out.update(
-            index=index,
-            input_ids=tf.ensure_shape(ids, [None, max_length]),
-            labels=tf.ensure_shape(labels, [None, max_length]),
-            attention_mask=tf.ensure_shape(mask, [None, max_length]),
-            keep=tf.ensure_shape(keep, [None]),
-            num_pose=tf.ensure_shape(num_pose, [None]),
-        )
-        return out
-
-    return apply
+ROW_KEYS = ("index", "pixel_values", "has_image", "global_orient", "body_pose", "betas", "has_pose", "source")
 
 
-def local_batches(config: PipelineConfig, tokenizer, process_index: int, process_count: int, skip: int, tokenize):
-    """The host's tf.data stream of fixed-length local batches (element dicts, before bucketing)."""
-    if config.batch_size % process_count:
-        raise ValueError(f"batch_size={config.batch_size} does not split over {process_count} hosts")
-    local = config.batch_size // process_count
+def element_chunks(config: PipelineConfig, process_index: int, process_count: int, skip: int) -> tf.data.Dataset:
+    """The host's tf.data stream of image-processed elements in chunks of TOKENIZE_CHUNK (no Python inside).
+
+    Tokenisation runs in Python on the chunks this yields (`BatchIterator`): a Python callback
+    inside tf.data (py_function / numpy_function in a parallel map) deadlocks when an iterator is
+    destroyed mid-stream, which resuming and evaluation do.
+    """
     ds = mixed_elements(config, process_index, process_count, skip)
     ds = ds.map(image_fn(config.image_size, config.image_aspect == "pad"), num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=True)  # fmt: skip
+    ds = ds.map(lambda index, el: {"index": index, **{k: v for k, v in el.items() if k not in ("crop", "has_crop")}})
     ds = ds.batch(TOKENIZE_CHUNK)
-    ds = ds.map(tokenize_fn(tokenize, config.max_length), num_parallel_calls=2, deterministic=True)
-    ds = ds.unbatch().filter(lambda el: el["keep"]).batch(local, drop_remainder=True)
     options = tf.data.Options()
     options.deterministic = True
     options.experimental_optimization.map_parallelization = True
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def tokenize_chunk(tokenize: Tokenize, chunk: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A chunk of elements -> the kept rows with input_ids / labels / attention_mask / num_pose added."""
+    ids, labels, mask, keep, num_pose = tokenize(chunk["index"], chunk["kind"], chunk["texts"], chunk["has_image"])
+    rows = {k: chunk[k][keep] for k in ROW_KEYS}
+    rows.update(input_ids=ids[keep], labels=labels[keep], attention_mask=mask[keep], num_pose=num_pose[keep])
+    return rows
 
 
 def to_layout(el: dict, length: int, max_poses: int) -> dict[str, np.ndarray]:
@@ -351,17 +343,27 @@ class BatchIterator:
 
     def _ensure(self):
         if self._iterator is None:
-            ds = local_batches(
-                self.config, self.tokenizer, self.process_index, self.process_count, self._next_index, self._tokenize
-            )
+            if self.config.batch_size % self.process_count:
+                raise ValueError(f"batch_size={self.config.batch_size} does not split over {self.process_count} hosts")
+            ds = element_chunks(self.config, self.process_index, self.process_count, self._next_index)
             self._iterator = ds.as_numpy_iterator()
+            self._buffer = []
 
     def __iter__(self):
         return self
 
+    def _take_rows(self, count: int) -> dict[str, np.ndarray]:
+        """The next `count` kept rows, tokenising further chunks as needed."""
+        while sum(len(rows["index"]) for rows in self._buffer) < count:
+            self._buffer.append(tokenize_chunk(self._tokenize, next(self._iterator)))
+        merged = {k: np.concatenate([rows[k] for rows in self._buffer]) for k in self._buffer[0]}
+        rest = {k: v[count:] for k, v in merged.items()}
+        self._buffer = [rest] if len(rest["index"]) else []
+        return {k: v[:count] for k, v in merged.items()}
+
     def __next__(self) -> dict[str, np.ndarray]:
         self._ensure()
-        el = next(self._iterator)
+        el = self._take_rows(self.config.batch_size // self.process_count)
         self._next_index = int(el["index"].max()) + 1
         longest = int(el["attention_mask"].sum(axis=1).max())
         if self.process_count > 1:

@@ -93,6 +93,7 @@ def _mean_eval(sums: list[dict]) -> dict:
     }
     if "mpjpe_sum" in total:
         out["mpjpe_mm"] = 1000.0 * total["mpjpe_sum"] / poses
+        out["pa_mpjpe_mm"] = 1000.0 * total["pa_mpjpe_sum"] / poses
     return out
 
 
@@ -147,7 +148,7 @@ def load_body_model_for(experiment: Experiment, workdir: str):
 
         path = os.path.join(workdir, "body_model", "SMPL_NEUTRAL.pkl")
         if jax.process_index() == 0 and not os.path.exists(path):
-            synthetic.write_smpl(path)
+            synthetic.write_smpl_pkl(path)
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
 
@@ -167,7 +168,10 @@ def train_and_evaluate(
     cfg = experiment.train
     config_json = config_json or ckpt.experiment_to_json(experiment)
     if make_source is None:
-        from data_pipelines.pipeline import make_batch_source as make_source  # TensorFlow only here
+        from chatpose_jax.train.input import keep_tokenizer_with_run, make_pipeline_source
+
+        keep_tokenizer_with_run(experiment, workdir)
+        make_source = make_pipeline_source
     mesh = make_mesh(experiment.mesh)
     manager = ckpt.make_manager(workdir, cfg.keep_checkpoints)
     latest = manager.latest_step()

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from chatpose_jax.body.rotations import axis_angle_to_rotmat
+from chatpose_jax.eval import metrics
 from chatpose_jax.experiment import LossConfig
 from chatpose_jax.model import chatpose
 from chatpose_jax.model.config import ModelConfig
@@ -105,9 +106,12 @@ def micro_loss(
         gt_joints, gt_verts = body_joints(body_model, target, batch["pose_betas"])
         joints_sum, _ = losses.masked_point_error(pred_joints, gt_joints, mask, squared=True)
         verts_sum, _ = losses.masked_point_error(pred_verts, gt_verts, mask, squared=False)
-        mpjpe = jnp.linalg.norm(pred_joints - gt_joints, axis=-1).mean(-1)
+        flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731  [B, P, J, 3] -> [B*P, J, 3]
+        mpjpe = metrics.mpjpe(flat(pred_joints), flat(gt_joints)).reshape(mask.shape)
+        pa_mpjpe = metrics.pa_mpjpe(flat(pred_joints), flat(gt_joints)).reshape(mask.shape)
         sums["joints_sum"], sums["vertices_sum"] = joints_sum, verts_sum
         sums["mpjpe_sum"] = jnp.sum(mpjpe * mask)
+        sums["pa_mpjpe_sum"] = jnp.sum(jnp.where(mask, pa_mpjpe, 0.0))
         loss = loss + (cfg.joints_weight * joints_sum + cfg.vertices_weight * verts_sum) / counts["poses"]
     return loss, sums
 
@@ -125,9 +129,10 @@ def train_step(
     state: TrainState,
     frozen: dict,
     batch: dict,
+    body_model: Any = None,
+    *,
     settings: StepSettings,
     optimizer: optax.GradientTransformation,
-    body_model: Any = None,
 ) -> tuple[TrainState, dict]:
     """One optimizer step over `settings.grad_accum_steps` micro-batches.
 
@@ -183,7 +188,7 @@ def train_step(
         nonfinite_in_row=jnp.where(finite, 0, state.nonfinite_in_row + 1),
         nonfinite_total=state.nonfinite_total + (~finite).astype(jnp.int32),
     )
-    metrics = {
+    out = {
         "loss": sums["loss"],
         "ce": sums["ce_sum"] / counts["tokens"],
         "pose_l1": sums["pose_l1_sum"] / counts["poses"],
@@ -198,13 +203,14 @@ def train_step(
         "nonfinite_in_row": new_state.nonfinite_in_row.astype(jnp.float32),
     }
     if "mpjpe_sum" in sums:
-        metrics["mpjpe_m"] = sums["mpjpe_sum"] / counts["poses"]
-        metrics["joints_l2"] = sums["joints_sum"] / counts["poses"]
-        metrics["vertices_l1"] = sums["vertices_sum"] / counts["poses"]
-    return new_state, metrics
+        out["mpjpe_mm"] = 1000.0 * sums["mpjpe_sum"] / counts["poses"]
+        out["pa_mpjpe_mm"] = 1000.0 * sums["pa_mpjpe_sum"] / counts["poses"]
+        out["joints_l2"] = sums["joints_sum"] / counts["poses"]
+        out["vertices_l1"] = sums["vertices_sum"] / counts["poses"]
+    return new_state, out
 
 
-def eval_step(frozen: dict, trainable: dict, batch: dict, settings: StepSettings, body_model: Any = None) -> dict:
+def eval_step(frozen: dict, trainable: dict, batch: dict, body_model: Any = None, *, settings: StepSettings) -> dict:
     """Loss terms and pose error on a held-out batch (no dropout), as sums for averaging."""
     batch = {k: v for k, v in batch.items() if k in MODEL_INPUTS + POSE_TARGETS}
     counts = step_counts(batch)

@@ -1,0 +1,109 @@
+"""Training input from `data_pipelines`: global batches on the mesh, with a resumable position.
+
+This is the one place the training side touches the pipeline (and TensorFlow), through the
+documented batch layout and the tokenizer. Each host reads its own shard; the source's state
+holds every host's position (gathered), so one checkpoint restores all hosts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import jax
+import numpy as np
+
+from chatpose_jax.experiment import Experiment
+
+HELD_OUT_SPLITS = ("val", "validation", "test")
+
+
+def tokenizer_dir(experiment: Experiment) -> str:
+    """The tokenizer folder of a run: `data.tokenizer`, else the init checkpoint's own."""
+    candidates = [experiment.data.tokenizer]
+    if experiment.init_checkpoint:
+        candidates += [os.path.join(experiment.init_checkpoint, "tokenizer"), experiment.init_checkpoint]
+    for folder in candidates:
+        if folder and os.path.isdir(folder):
+            return folder
+    raise FileNotFoundError(
+        "no tokenizer: set config.data.tokenizer to a folder with tokenizer files "
+        f"(tried {', '.join(repr(c) for c in candidates if c) or 'nothing'})"
+    )
+
+
+def keep_tokenizer_with_run(experiment: Experiment, workdir: str) -> str:
+    """Copies the run's tokenizer to WORKDIR/tokenizer (process 0), so checkpoints are self-contained."""
+    source = tokenizer_dir(experiment)
+    target = os.path.join(workdir, "tokenizer")
+    if jax.process_index() == 0 and os.path.abspath(source) != os.path.abspath(target):
+        shutil.copytree(source, target, dirs_exist_ok=True)
+    return source
+
+
+def held_out_splits(data_dir: str, datasets: tuple[str, ...]) -> dict[str, str]:
+    """{dataset: its first held-out split} for the datasets that have one (posescript: 'val', ...)."""
+    import tensorflow_datasets as tfds
+
+    found = {}
+    for name in datasets:
+        splits = list(tfds.builder(name, data_dir=data_dir).info.splits.keys())
+        for wanted in HELD_OUT_SPLITS:
+            match = next((s for s in splits if s == wanted or s.endswith("_" + wanted)), None)
+            if match:
+                found[name] = match
+                break
+    return found
+
+
+class PipelineSource:
+    """`BatchSource` over `data_pipelines.pipeline.BatchIterator` for one split role ("train" / "validation")."""
+
+    def __init__(self, experiment: Experiment, mesh, split: str = "train"):
+        import data_pipelines  # noqa: F401  (registers the builders, hides accelerators from TF)
+        from data_pipelines import pipeline
+        from data_pipelines.tokenizer import load_tokenizer
+
+        if not experiment.data.data_dir:
+            raise FileNotFoundError("config.data.data_dir is empty: point it at the prepared TFDS datasets")
+        self.mesh = mesh
+        self._pipeline = pipeline
+        overrides = {}
+        if split != "train":
+            held_out = held_out_splits(experiment.data.data_dir, experiment.data.datasets)
+            if not held_out:
+                raise FileNotFoundError(
+                    f"none of {experiment.data.datasets} has a held-out split ({', '.join(HELD_OUT_SPLITS)})"
+                )
+            names = tuple(held_out)
+            ratios = tuple(experiment.data.ratios[experiment.data.datasets.index(n)] for n in names)
+            overrides = dict(datasets=names, ratios=ratios, splits=tuple(held_out[n] for n in names))
+        config = pipeline.pipeline_config(experiment, **overrides)
+        self.iterator = pipeline.BatchIterator(config, load_tokenizer(tokenizer_dir(experiment)))
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        return self._pipeline.global_batch(next(self.iterator), self.mesh)
+
+    def state(self) -> dict:
+        mine = self.iterator.state()
+        if jax.process_count() == 1:
+            return {"hosts": [mine]}
+        from jax.experimental import multihost_utils
+
+        positions = multihost_utils.process_allgather(np.int64(mine["next_index"]))
+        return {"hosts": [{**mine, "process_index": i, "next_index": int(p)} for i, p in enumerate(positions)]}
+
+    def restore(self, state: dict) -> None:
+        hosts = state["hosts"]
+        if len(hosts) != jax.process_count():
+            raise ValueError(
+                f"the checkpoint's input state is for {len(hosts)} hosts, this run has {jax.process_count()}"
+            )
+        self.iterator.restore(hosts[jax.process_index()])
+
+
+def make_pipeline_source(experiment: Experiment, mesh, split: str) -> PipelineSource:
+    return PipelineSource(experiment, mesh, split)
