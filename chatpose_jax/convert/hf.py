@@ -95,11 +95,72 @@ def _read_json(path: str) -> dict:
         return json.load(f)
 
 
-def _text_config(tc, vocab_rows: int) -> TextConfig:
-    rope = getattr(tc, "rope_parameters", None) or {}
-    theta = rope.get("rope_theta", getattr(tc, "rope_theta", 10000.0))
-    if rope.get("rope_type", "default") not in ("default", None):
-        raise CheckpointError(f"text_config: rope_type {rope.get('rope_type')!r} is not supported (only 'default')")
+# What each supported family fixes that its transformers config does not state as a field.
+TEXT_FAMILIES = {
+    "llama": dict(qkv_bias=False),
+    "mistral": dict(qkv_bias=False),
+    "qwen2": dict(qkv_bias=True),  # q/k/v carry a bias, o_proj and the MLP do not
+}
+VISION_FAMILIES = {
+    "clip_vision_model": dict(class_token=True, pre_layernorm=True, patch_bias=False),
+    "siglip_vision_model": dict(class_token=False, pre_layernorm=False, patch_bias=True),
+}
+_HIDDEN_ACT = {"quick_gelu": "quick_gelu", "gelu": "gelu", "gelu_pytorch_tanh": "gelu_tanh", "silu": "silu"}
+_ROPE_TYPES = ("default", "llama3")
+
+
+def _rope_fields(tc, where: str) -> dict:
+    """TextConfig rope fields from `rope_parameters` (transformers 5) or `rope_theta` / `rope_scaling` (older)."""
+    rope = dict(getattr(tc, "rope_parameters", None) or {})
+    legacy = getattr(tc, "rope_scaling", None) or {}
+    for k, v in legacy.items():
+        rope.setdefault(k, v)
+    if "type" in rope and "rope_type" not in rope:
+        rope["rope_type"] = rope["type"]
+    theta = rope.get("rope_theta", getattr(tc, "rope_theta", None) or 10000.0)
+    rope_type = rope.get("rope_type") or "default"
+    if rope_type not in _ROPE_TYPES:
+        raise CheckpointError(
+            f"{where}: rope scaling of type {rope_type!r} is not supported (supported: {', '.join(_ROPE_TYPES)})"
+        )
+    fields = dict(rope_theta=float(theta), rope_type=rope_type)
+    if rope_type == "llama3":
+        fields.update(
+            rope_factor=float(rope["factor"]),
+            rope_low_freq_factor=float(rope["low_freq_factor"]),
+            rope_high_freq_factor=float(rope["high_freq_factor"]),
+            rope_original_max_position_embeddings=int(rope["original_max_position_embeddings"]),
+        )
+    return fields
+
+
+def _sliding_window(tc, model_type: str, where: str) -> int:
+    """The window every layer uses (0 = none); a window on only some layers is refused."""
+    window = 0 if model_type == "llama" else getattr(tc, "sliding_window", None) or 0
+    if model_type == "qwen2" and not getattr(tc, "use_sliding_window", False):
+        window = 0  # Qwen2 ignores sliding_window unless use_sliding_window
+    layer_types = getattr(tc, "layer_types", None)
+    if window and layer_types and any(t != "sliding_attention" for t in layer_types):
+        raise CheckpointError(
+            f"{where}: a sliding window on only some layers (layer_types {sorted(set(layer_types))}) is not supported"
+        )
+    return int(window)
+
+
+def _text_config(tc, vocab_rows: int, where: str = "text_config", model_type: str | None = None) -> TextConfig:
+    """Our TextConfig of a transformers decoder config; `model_type` overrides `tc.model_type` (original LLaVA)."""
+    model_type = model_type or tc.model_type
+    family = TEXT_FAMILIES.get(model_type)
+    if family is None:
+        raise CheckpointError(
+            f"{where}: decoder family {model_type!r} is not supported (supported: {', '.join(TEXT_FAMILIES)})"
+        )
+    for flag in ("attention_bias", "mlp_bias"):
+        if model_type == "llama" and getattr(tc, flag, False):
+            raise CheckpointError(f"{where}: llama with {flag}=True is not supported")
+    act = _HIDDEN_ACT.get(getattr(tc, "hidden_act", "silu"))
+    if act not in ("silu", "gelu", "gelu_tanh"):
+        raise CheckpointError(f"{where}: decoder hidden_act {tc.hidden_act!r} is not supported")
     head_dim = getattr(tc, "head_dim", None) or 0
     if head_dim == tc.hidden_size // tc.num_attention_heads:
         head_dim = 0
@@ -111,18 +172,29 @@ def _text_config(tc, vocab_rows: int) -> TextConfig:
         num_heads=tc.num_attention_heads,
         num_kv_heads=getattr(tc, "num_key_value_heads", None) or tc.num_attention_heads,
         head_dim=head_dim,
-        rope_theta=float(theta),
         rms_norm_eps=float(tc.rms_norm_eps),
         max_position_embeddings=tc.max_position_embeddings,
         tie_word_embeddings=bool(getattr(tc, "tie_word_embeddings", False)),
-        qkv_bias=bool(getattr(tc, "attention_bias", False)),
+        hidden_act=act,
+        sliding_window=_sliding_window(tc, model_type, where),
+        **family,
+        **_rope_fields(tc, where),
     )
 
 
-def _vision_config(vc, feature_layer: int, feature_select: str) -> VisionConfig:
-    act = {"quick_gelu": "quick_gelu", "gelu": "gelu", "gelu_pytorch_tanh": "gelu_tanh"}.get(vc.hidden_act)
-    if act is None:
-        raise CheckpointError(f"vision_config: hidden_act {vc.hidden_act!r} is not supported")
+def _vision_config(vc, feature_layer: int, feature_select: str, where: str = "vision_config") -> VisionConfig:
+    family = VISION_FAMILIES.get(vc.model_type)
+    if family is None:
+        raise CheckpointError(
+            f"{where}: vision tower {vc.model_type!r} is not supported (supported: {', '.join(VISION_FAMILIES)})"
+        )
+    act = _HIDDEN_ACT.get(vc.hidden_act)
+    if act not in ("quick_gelu", "gelu", "gelu_tanh"):
+        raise CheckpointError(f"{where}: hidden_act {vc.hidden_act!r} is not supported")
+    if feature_select == "default" and not family["class_token"]:
+        raise CheckpointError(
+            f'{where}: vision_feature_select_strategy "default" drops a CLS token that {vc.model_type} does not have'
+        )
     return VisionConfig(
         image_size=vc.image_size,
         patch_size=vc.patch_size,
@@ -135,7 +207,31 @@ def _vision_config(vc, feature_layer: int, feature_select: str) -> VisionConfig:
         feature_layer=feature_layer,
         feature_select=feature_select,
         hidden_act=act,
+        **family,
     )
+
+
+def check_families(raw: dict, where: str) -> None:
+    """Refuses, by name, a decoder family, vision tower or rope type we do not read (before transformers parses it)."""
+    text = raw.get("text_config") or {}
+    vision = raw.get("vision_config") or {}
+    text_type = text.get("model_type", "llama")  # LlavaConfig's defaults
+    vision_type = vision.get("model_type", "clip_vision_model")
+    if text_type not in TEXT_FAMILIES:
+        raise CheckpointError(
+            f"{where}: decoder family {text_type!r} is not supported (supported: {', '.join(TEXT_FAMILIES)})"
+        )
+    if vision_type not in VISION_FAMILIES:
+        raise CheckpointError(
+            f"{where}: vision tower {vision_type!r} is not supported (supported: {', '.join(VISION_FAMILIES)})"
+        )
+    for key in ("rope_parameters", "rope_scaling"):
+        rope = text.get(key) or {}
+        rope_type = rope.get("rope_type", rope.get("type", "default"))
+        if rope_type not in _ROPE_TYPES:
+            raise CheckpointError(
+                f"{where}: rope scaling of type {rope_type!r} is not supported (supported: {', '.join(_ROPE_TYPES)})"
+            )
 
 
 @dataclasses.dataclass
@@ -144,7 +240,7 @@ class _Source:
 
     layout: str
     text: Any  # a transformers text config
-    vision: Any  # a transformers CLIPVisionConfig
+    vision: Any  # a transformers CLIPVisionConfig or SiglipVisionConfig
     vision_folder: str | None  # where the CLIP tensors live when not in the main checkpoint
     feature_layer: int
     feature_select: str
@@ -164,14 +260,13 @@ def _read_source(folder: str, vision_tower_path: str | None) -> _Source:
     raw = _read_json(path)
     layout = detect_layout(raw, folder)
     if layout == HF_LLAVA:
+        check_families(raw, path)
         cfg = AutoConfig.from_pretrained(folder)
         if not isinstance(cfg.vision_feature_layer, int):
             raise CheckpointError(f"{path}: a list of vision_feature_layer is not supported")
         if cfg.projector_hidden_act != "gelu":
             raise CheckpointError(f"{path}: projector_hidden_act {cfg.projector_hidden_act!r} (only 'gelu')")
         tc, vc = cfg.text_config, cfg.vision_config
-        if vc.model_type != "clip_vision_model":
-            raise CheckpointError(f"{path}: vision tower {vc.model_type!r} is not supported (only CLIP)")
         pad = raw.get("pad_token_id", getattr(tc, "pad_token_id", None))
         return _Source(
             layout,
@@ -272,10 +367,11 @@ def hf_model_config(
     if os.path.exists(head_json):
         spec = _read_json(head_json)
         pose_head = PoseHeadConfig(num_joints=int(spec["num_joints"]), max_poses=int(spec.get("max_poses", 1)))
+    where = os.path.join(folder, "config.json")
     fields = dict(
         pose_head=pose_head,
-        vision=_vision_config(src.vision, src.feature_layer, src.feature_select),
-        text=_text_config(src.text, rows),
+        vision=_vision_config(src.vision, src.feature_layer, src.feature_select, f"{where} vision_config"),
+        text=_text_config(src.text, rows, f"{where} text_config", "llama" if src.layout == ORIGINAL_LLAVA else None),
         projector=src.projector,
         image_token_id=image_id,
         pose_token_id=pose_id,

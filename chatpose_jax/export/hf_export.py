@@ -2,8 +2,8 @@
 
 The folder `export_hf` writes (loadable as it is by `LlavaForConditionalGeneration.from_pretrained`
 and `AutoTokenizer.from_pretrained`):
-  config.json                        LlavaConfig (llama or qwen2 text config, clip_vision_model
-                                     tower); vocab sizes = our rows; `pose_token_id` added at the top
+  config.json                        LlavaConfig (llama, mistral or qwen2 text config; clip or siglip
+                                     vision tower); vocab sizes = our rows; `pose_token_id` at the top
   generation_config.json             bos / eos / pad ids
   model-0000i-of-0000n.safetensors   LoRA merged into the base; each shard at most `max_shard_bytes`
   model.safetensors.index.json       {"metadata": {"total_size"}, "weight_map": {name: shard}}
@@ -59,6 +59,7 @@ _SAFETENSORS_DTYPE = {
     np.dtype(np.float64): "F64",
 }
 _HIDDEN_ACT = {"quick_gelu": "quick_gelu", "gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh"}
+_TEXT_ACT = {"silu": "silu", "gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh"}
 _OUR_FILES = ("model-*-of-*.safetensors", "model.safetensors", INDEX_FILE, "pose_head.*")
 
 
@@ -216,18 +217,26 @@ class SafetensorsWriter:
 # Config files
 
 
-def llava_config(config: ModelConfig):
-    """The transformers `LlavaConfig` of `config` (plus `pose_token_id`, which the importer reads back)."""
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, Qwen2Config
-
-    t, v = config.text, config.vision
-    if config.projector.type != "mlp2x_gelu":
-        raise ExportError(
-            f"model.projector.type {config.projector.type!r}: LlavaForConditionalGeneration has only mlp2x_gelu"
+def _rope_parameters(t) -> dict:
+    rope = {"rope_type": t.rope_type, "rope_theta": t.rope_theta}
+    if t.rope_type == "llama3":
+        rope.update(
+            factor=t.rope_factor,
+            low_freq_factor=t.rope_low_freq_factor,
+            high_freq_factor=t.rope_high_freq_factor,
+            original_max_position_embeddings=t.rope_original_max_position_embeddings,
         )
-    if not v.class_token or v.hidden_act not in _HIDDEN_ACT:
-        raise ExportError("model.vision: only CLIP towers (class_token=True) export as clip_vision_model")
-    text_fields = dict(
+    return rope
+
+
+def text_config(t, config: ModelConfig):
+    """The transformers decoder config that expresses `t`: qwen2 for q/k/v biases, mistral for a window, else llama.
+
+    The class is chosen by what the fields need, not by a family name: each one reads back to `t`.
+    """
+    from transformers import LlamaConfig, MistralConfig, Qwen2Config
+
+    fields = dict(
         vocab_size=t.vocab_size,
         hidden_size=t.hidden_size,
         intermediate_size=t.intermediate_size,
@@ -237,15 +246,27 @@ def llava_config(config: ModelConfig):
         head_dim=t.resolved_head_dim,
         max_position_embeddings=t.max_position_embeddings,
         rms_norm_eps=t.rms_norm_eps,
-        rope_parameters={"rope_type": "default", "rope_theta": t.rope_theta},
+        rope_parameters=_rope_parameters(t),
         tie_word_embeddings=t.tie_word_embeddings,
+        hidden_act=_TEXT_ACT[t.hidden_act],
         bos_token_id=config.bos_token_id,
         eos_token_id=config.eos_token_id,
         pad_token_id=config.pad_token_id,
     )
-    # Qwen2 is LLaMA with q/k/v biases; LlamaConfig's attention_bias would put one on o_proj too.
-    text = Qwen2Config(**text_fields, use_sliding_window=False) if t.qkv_bias else LlamaConfig(**text_fields)
-    vision = CLIPVisionConfig(
+    if t.qkv_bias:  # LlamaConfig's attention_bias would put a bias on o_proj too
+        window = dict(use_sliding_window=True, sliding_window=t.sliding_window, max_window_layers=0)
+        return Qwen2Config(**fields, **(window if t.sliding_window else dict(use_sliding_window=False)))
+    if t.sliding_window:
+        return MistralConfig(**fields, sliding_window=t.sliding_window)
+    return LlamaConfig(**fields)
+
+
+def vision_config(v):
+    """CLIPVisionConfig or SiglipVisionConfig (without pooling head) for `v`; another mix is refused."""
+    from transformers import CLIPVisionConfig, SiglipVisionConfig
+
+    family = (v.class_token, v.pre_layernorm, v.patch_bias)
+    fields = dict(
         hidden_size=v.hidden_size,
         intermediate_size=v.intermediate_size,
         num_hidden_layers=v.num_layers,
@@ -256,9 +277,28 @@ def llava_config(config: ModelConfig):
         layer_norm_eps=v.layer_norm_eps,
         hidden_act=_HIDDEN_ACT[v.hidden_act],
     )
+    if family == (True, True, False):
+        return CLIPVisionConfig(**fields)
+    if family == (False, False, True):
+        return SiglipVisionConfig(**fields, vision_use_head=False)
+    raise ExportError(
+        f"model.vision: class_token={v.class_token}, pre_layernorm={v.pre_layernorm}, patch_bias={v.patch_bias} "
+        "is neither CLIP (True, True, False) nor SigLIP (False, False, True)"
+    )
+
+
+def llava_config(config: ModelConfig):
+    """The transformers `LlavaConfig` of `config` (plus `pose_token_id`, which the importer reads back)."""
+    from transformers import LlavaConfig
+
+    t, v = config.text, config.vision
+    if config.projector.type != "mlp2x_gelu":
+        raise ExportError(
+            f"model.projector.type {config.projector.type!r}: LlavaForConditionalGeneration has only mlp2x_gelu"
+        )
     out = LlavaConfig(
-        text_config=text,
-        vision_config=vision,
+        text_config=text_config(t, config),
+        vision_config=vision_config(v),
         image_token_index=config.image_token_id,
         vision_feature_layer=v.feature_layer,
         vision_feature_select_strategy=v.feature_select,

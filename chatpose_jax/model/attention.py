@@ -60,14 +60,18 @@ def reference_attention(query, key, value, mask=None, *, scale=None):
     return out.reshape(b, t, h, d).astype(query.dtype)
 
 
-def causal_mask(query_positions: jax.Array, key_valid: jax.Array) -> jax.Array:
-    """bool[B, 1, T, S]: query slot t sees key slot s when s <= t and s holds a real token.
+def causal_mask(query_positions: jax.Array, key_valid: jax.Array, sliding_window: int = 0) -> jax.Array:
+    """bool[B, 1, T, S]: query slot t sees key slot s when t - window < s <= t and s holds a real token.
 
     Args:
       query_positions: int[B, T] or int[T], the cache slot each query sits in.
       key_valid: bool[B, S], False at padding and at slots not written yet.
+      sliding_window: W > 0 limits each query to the W slots ending at its own (Mistral; slots,
+        padding included, as transformers counts them); 0 = no limit.
     """
     slots = jnp.arange(key_valid.shape[-1])
     query_positions = jnp.broadcast_to(query_positions, (key_valid.shape[0], query_positions.shape[-1]))
     visible = slots[None, None, :] <= query_positions[:, :, None]
+    if sliding_window:
+        visible &= slots[None, None, :] > query_positions[:, :, None] - sliding_window
     return (visible & key_valid[:, None, :])[:, None]

@@ -1,14 +1,14 @@
-"""ChatPose = CLIP tower -> projector -> image tokens spliced into the text -> LLaMA -> LM head + pose head.
+"""ChatPose = vision tower -> projector -> image tokens spliced into the text -> decoder -> LM head + pose head.
 
 Inputs follow the Hugging Face convention: `input_ids` int[B, T] hold the image placeholder id
 once per image token (so shapes stay static), `pixel_values` float[B, C, H, W] give one image per
 row (row b's placeholders take image b's features, in order), or None for text-only batches (the
 vision tower is then never traced). `attention_mask` int/bool[B, T] is 1 on real tokens.
 
-Params tree (a plain dict; see clip.py / llama.py for the inside of each part):
-  vision_tower/...            CLIP ViT
+Params tree (a plain dict; see vision_tower.py / llama.py for the inside of each part):
+  vision_tower/...            CLIP or SigLIP ViT
   multi_modal_projector/{linear_1, linear_2}/{kernel, bias}
-  language_model/...          LLaMA decoder without head
+  language_model/...          decoder (LLaMA / Mistral / Qwen2) without head
   lm_head/kernel              float[d, V]   (absent when the embeddings are tied)
   pose_head/{fc1, fc2}/{kernel, bias}
 The LoRA tree mirrors it (lora.py). `apply(config, params, lora_params, ...)` runs the model.
@@ -24,13 +24,13 @@ import jax
 import jax.numpy as jnp
 
 from chatpose_jax.model.attention import causal_mask
-from chatpose_jax.model.clip import ClipVisionTower
 from chatpose_jax.model.config import ModelConfig
 from chatpose_jax.model.layers import Linear
 from chatpose_jax.model.llama import LlamaModel
 from chatpose_jax.model.lora import LORA_COLLECTION
 from chatpose_jax.model.pose_head import PoseHead, positions_before_pose, rot6d_hmr2_to_rotmat
 from chatpose_jax.model.projector import Projector
+from chatpose_jax.model.vision_tower import VisionTower
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -61,7 +61,7 @@ class ChatPose(nn.Module):
         cfg = self.config
         dtype, param_dtype = DTYPES[cfg.dtype], DTYPES[cfg.param_dtype]
         std = cfg.initializer_range
-        self.vision_tower = ClipVisionTower(cfg.vision, dtype, param_dtype, cfg.attention_impl, std)
+        self.vision_tower = VisionTower(cfg.vision, dtype, param_dtype, cfg.attention_impl, std)
         self.multi_modal_projector = Projector(cfg.projector, cfg.text.hidden_size, dtype, param_dtype, std)
         self.language_model = LlamaModel(
             cfg.text,
@@ -139,9 +139,9 @@ class ChatPose(nn.Module):
         if position_ids is None:
             position_ids = jnp.maximum(jnp.cumsum(attention_mask, axis=1) - 1, 0)
         if kv_cache is None:
-            mask = causal_mask(jnp.arange(t), attention_mask)
+            mask = causal_mask(jnp.arange(t), attention_mask, self.config.text.sliding_window)
         else:
-            mask = causal_mask(cache_index + jnp.arange(t), cache_mask)
+            mask = causal_mask(cache_index + jnp.arange(t), cache_mask, self.config.text.sliding_window)
         embeds = self.embed(input_ids, pixel_values)
         hidden, kv_cache = self.language_model(embeds, position_ids, mask, kv_cache, cache_index)
         return ChatPoseOutput(self.logits(hidden), hidden, self.pose(hidden, input_ids), kv_cache)

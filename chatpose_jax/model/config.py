@@ -11,7 +11,11 @@ from typing import Literal
 
 @dataclasses.dataclass(frozen=True)
 class VisionConfig:
-    """A ViT vision tower (CLIP ViT-L/14-336 for LLaVA-1.5)."""
+    """A ViT vision tower: CLIP ViT-L/14-336 for LLaVA-1.5, SigLIP so400m/14-384 for llava-interleave.
+
+    The two families differ only in the fields `class_token`, `pre_layernorm`, `patch_bias`,
+    `hidden_act` and `layer_norm_eps`.
+    """
 
     image_size: int  # input side in pixels (336 for LLaVA-1.5)
     patch_size: int  # patch side in pixels (14)
@@ -24,7 +28,9 @@ class VisionConfig:
     feature_layer: int = -2  # hidden state fed to the projector; -2 = penultimate (LLaVA-1.5)
     feature_select: Literal["default", "full"] = "default"  # "default" drops the CLS token
     class_token: bool = True  # CLIP has one; SigLIP has none
-    hidden_act: Literal["quick_gelu", "gelu", "gelu_tanh"] = "quick_gelu"  # CLIP: quick_gelu
+    hidden_act: Literal["quick_gelu", "gelu", "gelu_tanh"] = "quick_gelu"  # CLIP: quick_gelu; SigLIP: gelu_tanh
+    pre_layernorm: bool = True  # a LayerNorm on the embeddings before layer 0 (CLIP); SigLIP has none
+    patch_bias: bool = False  # bias on the patch-embedding conv (SigLIP); CLIP has none
 
     def __post_init__(self):
         if self.image_size % self.patch_size:
@@ -48,7 +54,11 @@ class VisionConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TextConfig:
-    """A LLaMA-style decoder (Vicuna for LLaVA-1.5)."""
+    """A LLaMA-style decoder: LLaMA / Vicuna, Mistral and Qwen2 differ only in these fields.
+
+    Mistral: `sliding_window`; Qwen2: `qkv_bias`, `rope_theta` 1e6, `rms_norm_eps` 1e-6,
+    `tie_word_embeddings` (small models); LLaMA-3: `rope_type` "llama3" and its factors.
+    """
 
     vocab_size: int  # rows of the embedding and LM head, including added tokens
     hidden_size: int
@@ -62,12 +72,23 @@ class TextConfig:
     max_position_embeddings: int = 4096
     tie_word_embeddings: bool = False
     qkv_bias: bool = False  # bias on q/k/v projections (Qwen2); LLaMA has none
+    hidden_act: Literal["silu", "gelu", "gelu_tanh"] = "silu"  # the gate activation of the SwiGLU MLP
+    sliding_window: int = 0  # a query sees at most this many keys, itself included (Mistral); 0 = unbounded
+    rope_type: Literal["default", "llama3"] = "default"  # "llama3": LLaMA-3.1's frequency-dependent scaling
+    rope_factor: float = 1.0  # llama3: low frequencies are divided by this
+    rope_low_freq_factor: float = 1.0  # llama3: wavelengths above original_max / this are scaled fully
+    rope_high_freq_factor: float = 4.0  # llama3: wavelengths below original_max / this are kept
+    rope_original_max_position_embeddings: int = 8192  # llama3: the pre-training context length
 
     def __post_init__(self):
         if self.num_heads % self.num_kv_heads:
             raise ValueError(f"text.num_heads {self.num_heads} is not a multiple of num_kv_heads {self.num_kv_heads}")
         if not self.head_dim and self.hidden_size % self.num_heads:
             raise ValueError(f"text.hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if self.sliding_window < 0:
+            raise ValueError(f"text.sliding_window {self.sliding_window} is negative (0 = no window)")
+        if self.rope_type == "llama3" and not self.rope_low_freq_factor < self.rope_high_freq_factor:
+            raise ValueError("text.rope_low_freq_factor must be below rope_high_freq_factor for llama3 rope")
 
     @property
     def resolved_head_dim(self) -> int:

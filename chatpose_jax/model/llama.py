@@ -1,4 +1,7 @@
-"""LLaMA-style decoder: RMSNorm, rotary embeddings, SwiGLU, grouped-query attention, KV cache.
+"""The decoder of every text family (LLaMA, Mistral, Qwen2): RMSNorm, rotary embeddings, gated MLP,
+grouped-query attention, KV cache. Families differ only in `TextConfig` fields (q/k/v bias, norm
+eps, rope theta and scaling, sliding window, tied head); the window lives in the attention mask
+(`attention.causal_mask`), which `chatpose.py` builds for both the full forward and the cache.
 
 Parameter layout (HF names, flax leaves), `layers_{i}` or, with `scan_layers`, one `layers`
 subtree whose leaves carry a leading layers axis:
@@ -26,30 +29,14 @@ import jax.numpy as jnp
 from chatpose_jax.model import lora as lora_lib
 from chatpose_jax.model.attention import dot_product_attention
 from chatpose_jax.model.config import LoraConfig, TextConfig
-from chatpose_jax.model.layers import Embed, Linear, RMSNorm
+from chatpose_jax.model.layers import Embed, Linear, RMSNorm, activation
+from chatpose_jax.model.rope import apply_rotary, inverse_frequencies
 
 REMAT_POLICIES = {
     "full": None,  # save nothing: recompute the whole layer in the backward pass
     "dots": jax.checkpoint_policies.checkpoint_dots,
     "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
 }
-
-
-def rotary_embedding(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
-    """Rotary position embedding in the HF "rotate half" layout.
-
-    Args:
-      x: float[B, T, H, Dh].
-      positions: int[B, T].
-    """
-    dh = x.shape[-1]
-    inv_freq = 1.0 / (theta ** (jnp.arange(0, dh, 2, dtype=jnp.float32) / dh))
-    freqs = positions.astype(jnp.float32)[..., None] * inv_freq  # [B, T, Dh/2]
-    emb = jnp.concatenate([freqs, freqs], axis=-1)[:, :, None, :]
-    cos, sin = jnp.cos(emb).astype(x.dtype), jnp.sin(emb).astype(x.dtype)
-    x1, x2 = x[..., : dh // 2], x[..., dh // 2 :]
-    rotated = jnp.concatenate([-x2, x1], axis=-1)
-    return x * cos + rotated * sin
 
 
 class LlamaAttention(nn.Module):
@@ -84,12 +71,9 @@ class LlamaAttention(nn.Module):
         q = dense(h * dh, ("embed", "heads"), "q_proj", cfg.qkv_bias)(x).reshape(b, t, h, dh)
         k = dense(k_heads * dh, ("embed", "kv_heads"), "k_proj", cfg.qkv_bias)(x).reshape(b, t, k_heads, dh)
         v = dense(k_heads * dh, ("embed", "kv_heads"), "v_proj", cfg.qkv_bias)(x).reshape(b, t, k_heads, dh)
-        q = nn.with_logical_constraint(
-            rotary_embedding(q, positions, cfg.rope_theta), ("batch", "length", "heads", "kv")
-        )
-        k = nn.with_logical_constraint(
-            rotary_embedding(k, positions, cfg.rope_theta), ("batch", "length", "kv_heads", "kv")
-        )
+        inv_freq = inverse_frequencies(cfg)
+        q = nn.with_logical_constraint(apply_rotary(q, positions, inv_freq), ("batch", "length", "heads", "kv"))
+        k = nn.with_logical_constraint(apply_rotary(k, positions, inv_freq), ("batch", "length", "kv_heads", "kv"))
         v = nn.with_logical_constraint(v, ("batch", "length", "kv_heads", "kv"))
         new_cache = None
         if layer_cache is not None:
@@ -113,7 +97,7 @@ class LlamaMlp(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        """SwiGLU: down(silu(gate(x)) * up(x)); float[B, T, d] -> float[B, T, d]."""
+        """Gated MLP: down(act(gate(x)) * up(x)), act = `cfg.hidden_act`; float[B, T, d] -> float[B, T, d]."""
 
         def dense(features, axes, name):
             return Linear(
@@ -130,7 +114,7 @@ class LlamaMlp(nn.Module):
         f = self.cfg.intermediate_size
         gate = dense(f, ("embed", "mlp"), "gate_proj")(x)
         up = dense(f, ("embed", "mlp"), "up_proj")(x)
-        hidden = nn.with_logical_constraint(jax.nn.silu(gate) * up, ("batch", "length", "mlp"))
+        hidden = nn.with_logical_constraint(activation(self.cfg.hidden_act)(gate) * up, ("batch", "length", "mlp"))
         return dense(self.cfg.hidden_size, ("mlp", "embed"), "down_proj")(hidden)
 
 

@@ -1,10 +1,15 @@
-"""CLIP ViT vision tower (pre-LayerNorm, quick-GELU, class and position embeddings).
+"""The ViT vision tower of every family (CLIP, SigLIP); the family is `VisionConfig` data.
+
+CLIP: class token, pre-LayerNorm, no patch bias, quick-GELU. SigLIP: no class token, no
+pre-LayerNorm, a patch bias, tanh-GELU. Both: pre-norm encoder layers with biased linears.
 
 Parameter layout (HF names, flax leaves):
   embeddings/patch_embedding/kernel  float[C*p*p, D]   (HF conv weight [D, C, p, p] flattened)
-  embeddings/class_embedding         float[D]
-  embeddings/position_embedding     float[N+1, D]     (HF position_embedding.weight)
-  pre_layrnorm/{scale,bias}, post_layernorm/{scale,bias}
+  embeddings/patch_embedding/bias    float[D]          (patch_bias only)
+  embeddings/class_embedding         float[D]          (class_token only)
+  embeddings/position_embedding     float[N(+1), D]   (HF position_embedding.weight)
+  pre_layrnorm/{scale,bias}                            (pre_layernorm only; HF's spelling)
+  post_layernorm/{scale,bias}
   layers_{i}/{layer_norm1,layer_norm2}/{scale,bias}
   layers_{i}/self_attn/{q_proj,k_proj,v_proj,out_proj}/{kernel,bias}
   layers_{i}/mlp/{fc1,fc2}/{kernel,bias}
@@ -25,7 +30,7 @@ from chatpose_jax.model.config import VisionConfig
 from chatpose_jax.model.layers import LayerNorm, Linear, activation, normal_init
 
 
-class ClipAttention(nn.Module):
+class VisionAttention(nn.Module):
     cfg: VisionConfig
     dtype: Any
     param_dtype: Any
@@ -46,7 +51,7 @@ class ClipAttention(nn.Module):
         return Linear(d, ("heads", "embed"), name="out_proj", **dense)(out.reshape(b, n, d))
 
 
-class ClipEncoderLayer(nn.Module):
+class VisionEncoderLayer(nn.Module):
     cfg: VisionConfig
     dtype: Any
     param_dtype: Any
@@ -59,15 +64,15 @@ class ClipEncoderLayer(nn.Module):
         norm = dict(eps=cfg.layer_norm_eps, dtype=self.dtype, param_dtype=self.param_dtype)
         dense = dict(use_bias=True, dtype=self.dtype, param_dtype=self.param_dtype, init_std=self.init_std)
         h = LayerNorm(name="layer_norm1", **norm)(x)
-        x = x + ClipAttention(cfg, self.dtype, self.param_dtype, self.attention_impl, self.init_std, name="self_attn")(
-            h
-        )
+        x = x + VisionAttention(
+            cfg, self.dtype, self.param_dtype, self.attention_impl, self.init_std, name="self_attn"
+        )(h)
         h = LayerNorm(name="layer_norm2", **norm)(x)
-        x = x + _ClipMlp(cfg, dense, name="mlp")(h)
+        x = x + _VisionMlp(cfg, dense, name="mlp")(h)
         return nn.with_logical_constraint(x, ("batch", "length", "embed"))
 
 
-class _ClipMlp(nn.Module):
+class _VisionMlp(nn.Module):
     cfg: VisionConfig
     dense: dict
 
@@ -78,7 +83,7 @@ class _ClipMlp(nn.Module):
         return Linear(self.cfg.hidden_size, ("mlp", "embed"), name="fc2", **self.dense)(h)
 
 
-class ClipVisionTower(nn.Module):
+class VisionTower(nn.Module):
     """pixel_values float[B, C, H, W] -> image features float[B, num_image_tokens, D_vision]."""
 
     cfg: VisionConfig
@@ -100,15 +105,15 @@ class ClipVisionTower(nn.Module):
         # Non-overlapping patches flattened in (C, p, p) order: the conv becomes one matmul.
         patches = pixel_values.reshape(b, c, height // p, p, width // p, p).transpose(0, 2, 4, 1, 3, 5)
         patches = patches.reshape(b, -1, c * p * p)
-        emb = _ClipEmbeddings(cfg, self.dtype, self.param_dtype, self.init_std, name="embeddings")(patches)
+        emb = _VisionEmbeddings(cfg, self.dtype, self.param_dtype, self.init_std, name="embeddings")(patches)
         norm = dict(eps=cfg.layer_norm_eps, dtype=self.dtype, param_dtype=self.param_dtype)
-        x = LayerNorm(name="pre_layrnorm", **norm)(emb)
+        x = LayerNorm(name="pre_layrnorm", **norm)(emb) if cfg.pre_layernorm else emb
         # hidden_states[0] is the embedding output, hidden_states[i] the output of layer i (HF).
         index = cfg.feature_layer % (cfg.num_layers + 1)
         depth = cfg.num_layers if self.is_initializing() else index
         hidden = x
         for i in range(depth):
-            x = ClipEncoderLayer(
+            x = VisionEncoderLayer(
                 cfg, self.dtype, self.param_dtype, self.attention_impl, self.init_std, name=f"layers_{i}"
             )(x)
             if i + 1 == index:
@@ -121,7 +126,7 @@ class ClipVisionTower(nn.Module):
         return hidden
 
 
-class _ClipEmbeddings(nn.Module):
+class _VisionEmbeddings(nn.Module):
     cfg: VisionConfig
     dtype: Any
     param_dtype: Any
@@ -129,10 +134,17 @@ class _ClipEmbeddings(nn.Module):
 
     @nn.compact
     def __call__(self, patches: jax.Array) -> jax.Array:
-        """float[B, N, C*p*p] -> float[B, N+1, D] (class token first, positions added)."""
+        """float[B, N, C*p*p] -> float[B, N(+1), D] (class token first when there is one, positions added)."""
         cfg = self.cfg
         d = cfg.hidden_size
-        x = Linear(d, (None, "embed"), dtype=self.dtype, param_dtype=self.param_dtype, name="patch_embedding")(patches)
+        x = Linear(
+            d,
+            (None, "embed"),
+            use_bias=cfg.patch_bias,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="patch_embedding",
+        )(patches)
         b = x.shape[0]
         if cfg.class_token:
             cls = self.param(
