@@ -49,6 +49,80 @@ def vicuna(hidden_size: int, num_layers: int, num_heads: int, intermediate_size:
     )
 
 
+def siglip_so400m_384() -> ml_collections.ConfigDict:
+    """SigLIP so400m/14 at 384 px as llava-interleave uses it: 26 layers (the 27th removed), last layer, all 729 patches."""
+    return ml_collections.ConfigDict(
+        dict(
+            image_size=384,  # pixels
+            patch_size=14,  # pixels; (384//14)^2 = 27^2 = 729 patches
+            hidden_size=1152,  # tower width
+            intermediate_size=4304,  # tower MLP width
+            num_layers=26,  # encoder layers kept by llava-interleave
+            num_heads=16,  # attention heads
+            num_channels=3,  # RGB
+            layer_norm_eps=1e-6,
+            feature_layer=-1,  # the last hidden state (before post_layernorm)
+            feature_select="full",  # no CLS to drop
+            class_token=False,  # SigLIP has no class embedding
+            hidden_act="gelu_tanh",  # tanh-approximated GELU
+            pre_layernorm=False,  # no LayerNorm before layer 0
+            patch_bias=True,  # the patch conv has a bias
+        )
+    )
+
+
+def mistral_7b(vocab_size: int = 32064) -> ml_collections.ConfigDict:
+    """Mistral-7B-v0.1 (bakLlava's decoder): grouped-query attention, sliding window 4096."""
+    return ml_collections.ConfigDict(
+        dict(
+            vocab_size=vocab_size,  # llava-hf pads 32002 tokens to 32064 rows; <POSE> takes id 32002
+            hidden_size=4096,
+            intermediate_size=14336,  # SwiGLU width
+            num_layers=32,
+            num_heads=32,
+            num_kv_heads=8,  # grouped-query attention
+            head_dim=0,  # 0 = hidden_size // num_heads
+            rope_theta=10000.0,
+            rms_norm_eps=1e-5,
+            max_position_embeddings=32768,
+            tie_word_embeddings=False,
+            qkv_bias=False,
+            hidden_act="silu",
+            sliding_window=4096,  # each query sees the 4096 slots ending at its own, in the cache too
+        )
+    )
+
+
+def qwen2(
+    hidden_size: int,
+    num_layers: int,
+    num_heads: int,
+    intermediate_size: int,
+    num_kv_heads: int,
+    tie_word_embeddings: bool,
+    vocab_size: int = 152000,
+) -> ml_collections.ConfigDict:
+    """A Qwen2 / Qwen1.5 decoder: q/k/v biases, theta 1e6, eps 1e-6, no sliding window."""
+    return ml_collections.ConfigDict(
+        dict(
+            vocab_size=vocab_size,  # Qwen's 151646 tokens + <image> (151646), padded to 152000 rows
+            hidden_size=hidden_size,
+            intermediate_size=intermediate_size,  # SwiGLU width
+            num_layers=num_layers,
+            num_heads=num_heads,
+            num_kv_heads=num_kv_heads,
+            head_dim=0,  # 0 = hidden_size // num_heads
+            rope_theta=1000000.0,
+            rms_norm_eps=1e-6,
+            max_position_embeddings=32768,
+            tie_word_embeddings=tie_word_embeddings,  # the 0.5B model ties its LM head to the embedding
+            qkv_bias=True,  # bias on q/k/v, not on o_proj or the MLP
+            hidden_act="silu",
+            sliding_window=0,  # use_sliding_window is false in these checkpoints
+        )
+    )
+
+
 def base_config() -> ml_collections.ConfigDict:
     """Defaults shared by all experiments (the LISA recipe on a LLaVA-1.5-7B-shaped model)."""
     c = ml_collections.ConfigDict()

@@ -1,15 +1,16 @@
 """Tiny random transformers LLaVA models of each backbone family (float32), for parity tests.
 
-Every pairing shares the llava_tiny vocabulary and prompt layout (4 image tokens from a 28 px
-image), so `llava_tiny.image_prompt` / `pixels` / `hf_logits` work for all of them:
+Every pairing shares the llava_tiny vocabulary and prompt layout (4 image tokens), so
+`llava_tiny.image_prompt` / `hf_logits` and `family_pixels` below work for all of them:
   llama_clip    LLaMA + CLIP (-2, "default"), theta 500
   mistral_clip  Mistral + CLIP with a sliding window of 5, shorter than the 14-token prompts
-  qwen2_siglip  Qwen2 (q/k/v bias, tied head, theta 1e6, eps 1e-6) + SigLIP (-1, "full", tanh GELU)
+  qwen2_siglip  Qwen2 (q/k/v bias, tied head, theta 1e6, eps 1e-6) + SigLIP (-1, "full", tanh GELU, 32 px)
   llama3_clip   LLaMA-3 rope scaling ("llama3", factor 8) with wavelengths on both sides of the band
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from llava_tiny import IMAGE_ID, IMAGE_SIZE, PAD_ID, VOCAB
 from transformers import (
@@ -23,6 +24,7 @@ from transformers import (
 )
 
 WINDOW = 5  # Mistral's sliding window in the tiny model: shorter than every test prompt
+SIGLIP_IMAGE_SIZE = 32  # not a multiple of 14, like SigLIP's 384: the conv skips the last 4 rows and columns
 FAMILIES = ("llama_clip", "mistral_clip", "qwen2_siglip", "llama3_clip")
 LLAMA3_ROPE = {
     "rope_type": "llama3",
@@ -72,7 +74,7 @@ def _siglip() -> SiglipVisionConfig:
         intermediate_size=48,
         num_hidden_layers=3,
         num_attention_heads=4,
-        image_size=IMAGE_SIZE,
+        image_size=SIGLIP_IMAGE_SIZE,
         patch_size=14,
         layer_norm_eps=1e-6,
         hidden_act="gelu_pytorch_tanh",
@@ -118,3 +120,9 @@ def make_family(family: str, seed: int = 0) -> LlavaForConditionalGeneration:
             elif name.endswith("bias") or "class_embedding" in name:
                 p.copy_(0.1 * torch.randn_like(p))
     return model
+
+
+def family_pixels(family: str, rng: np.random.RandomState, batch: int) -> np.ndarray:
+    """float32[B, 3, S, S] at the tower's input size (4 patches of 14 px in every family)."""
+    side = SIGLIP_IMAGE_SIZE if family == "qwen2_siglip" else IMAGE_SIZE
+    return rng.randn(batch, 3, side, side).astype(np.float32)

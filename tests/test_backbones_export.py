@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from backbones_tiny import FAMILIES, make_family
-from llava_tiny import hf_logits, image_prompt, pixels
+from backbones_tiny import FAMILIES, family_pixels, make_family
+from llava_tiny import hf_logits, image_prompt
 
 from chatpose_jax.convert.hf import load_llava
 from chatpose_jax.export.hf_export import ExportError, export_hf, llava_config
@@ -46,7 +46,7 @@ def test_export_runs_in_transformers_and_imports_back_exactly(family, tmp_path):
 
     model = LlavaForConditionalGeneration.from_pretrained(out, dtype="float32").eval()
     rng = np.random.RandomState(0)
-    ids, px = image_prompt(rng, 2), pixels(rng, 2)
+    ids, px = image_prompt(rng, 2), family_pixels(family, rng, 2)
     ids[0, -1] = config.pose_token_id
     ours = np.asarray(chatpose.apply(config, params, None, jnp.asarray(ids), jnp.asarray(px)).logits)
     err = np.abs(ours - hf_logits(model, ids, px)).max()

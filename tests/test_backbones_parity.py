@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from backbones_tiny import FAMILIES, WINDOW, make_family
-from llava_tiny import IMAGE_ID, PAD_ID, VOCAB, hf_logits, image_prompt, pixels
+from backbones_tiny import FAMILIES, WINDOW, family_pixels, make_family
+from llava_tiny import IMAGE_ID, PAD_ID, VOCAB, hf_logits, image_prompt
 
 from chatpose_jax.convert.hf import load_llava
 from chatpose_jax.model import chatpose, decoding
@@ -40,8 +40,8 @@ def _assert_close(ours, ref, where):
     assert err < TOL, f"{where}: max |ours - transformers| = {err:.2e} (scale {np.abs(ref).max():.2f})"
 
 
-def _left_padded(rng, pad=3):
-    ids, px = image_prompt(rng, 2), pixels(rng, 2)
+def _left_padded(family, rng, pad=3):
+    ids, px = image_prompt(rng, 2), family_pixels(family, rng, 2)
     mask = np.ones_like(ids)
     ids[1, pad:], ids[1, :pad], mask[1, :pad] = ids[1, :-pad], PAD_ID, 0
     return ids, px, mask
@@ -69,15 +69,17 @@ def test_text_only_logits_match_transformers(pair):
 def test_image_and_text_logits_match_transformers(pair):
     family, model, config, params = pair
     rng = np.random.RandomState(1)
-    ids, px = image_prompt(rng, 2), pixels(rng, 2)
+    ids, px = image_prompt(rng, 2), family_pixels(family, rng, 2)
     ours = _ours(config, params, ids, px)
     _assert_close(ours, hf_logits(model, ids, px), f"{family} image + text")
-    assert np.abs(_ours(config, params, ids, pixels(rng, 2)) - ours)[:, -1].max() > 1e-3, "the image is ignored"
+    assert np.abs(_ours(config, params, ids, family_pixels(family, rng, 2)) - ours)[:, -1].max() > 1e-3, (
+        "the image is ignored"
+    )
 
 
 def test_left_padded_batch_matches_transformers(pair):
     family, model, config, params = pair
-    ids, px, mask = _left_padded(np.random.RandomState(2))
+    ids, px, mask = _left_padded(family, np.random.RandomState(2))
     position_ids = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
     ref = hf_logits(model, ids, px, mask, position_ids)
     real = mask.astype(bool)
@@ -88,7 +90,7 @@ def test_family_fields_change_the_logits(pair):
     """The parity above would not hold without the family's field: the tests can fail."""
     family, model, config, params = pair
     rng = np.random.RandomState(3)
-    ids, px = image_prompt(rng, 1), pixels(rng, 1)
+    ids, px = image_prompt(rng, 1), family_pixels(family, rng, 1)
     text = config.text
     plain = {
         "llama_clip": dataclasses.replace(text, rope_theta=10000.0),
@@ -102,7 +104,7 @@ def test_family_fields_change_the_logits(pair):
 
 def test_greedy_decoding_equals_transformers_generate(pair):
     family, model, config, params = pair
-    ids, px, mask = _left_padded(np.random.RandomState(4), pad=2)
+    ids, px, mask = _left_padded(family, np.random.RandomState(4), pad=2)
     with torch.no_grad():
         ref = model.generate(
             input_ids=torch.from_numpy(ids),
@@ -113,6 +115,7 @@ def test_greedy_decoding_equals_transformers_generate(pair):
             pad_token_id=PAD_ID,
             eos_token_id=-1,  # never stop: compare every token
         )[:, ids.shape[1] :].numpy()
-    cfg = dataclasses.replace(config, eos_token_id=PAD_ID - 1)  # an id that never comes: all NEW tokens count
+    never = next(i for i in range(3, VOCAB) if i not in ref)  # as eos: every one of the NEW tokens counts
+    cfg = dataclasses.replace(config, eos_token_id=never)
     out = decoding.generate(cfg, params, None, jnp.asarray(ids), jnp.asarray(px), jnp.asarray(mask), max_new_tokens=NEW)
     np.testing.assert_array_equal(np.asarray(out.tokens), ref, err_msg=f"{family}: greedy tokens differ")

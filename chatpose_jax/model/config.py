@@ -17,7 +17,7 @@ class VisionConfig:
     `hidden_act` and `layer_norm_eps`.
     """
 
-    image_size: int  # input side in pixels (336 for LLaVA-1.5)
+    image_size: int  # input side in pixels (336 for LLaVA-1.5; 384 for SigLIP, whose last 384 % 14 rows are unused)
     patch_size: int  # patch side in pixels (14)
     hidden_size: int  # tower width (1024 for ViT-L)
     intermediate_size: int  # MLP width (4096)
@@ -33,8 +33,8 @@ class VisionConfig:
     patch_bias: bool = False  # bias on the patch-embedding conv (SigLIP); CLIP has none
 
     def __post_init__(self):
-        if self.image_size % self.patch_size:
-            raise ValueError(f"vision.image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+        if self.image_size < self.patch_size:
+            raise ValueError(f"vision.image_size {self.image_size} is smaller than patch_size {self.patch_size}")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"vision.hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
         if not -self.num_layers - 1 <= self.feature_layer <= self.num_layers:

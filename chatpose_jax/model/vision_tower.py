@@ -102,8 +102,11 @@ class VisionTower(nn.Module):
                 f"pixel_values has shape {pixel_values.shape}, the tower expects "
                 f"(B, {cfg.num_channels}, {cfg.image_size}, {cfg.image_size})"
             )
-        # Non-overlapping patches flattened in (C, p, p) order: the conv becomes one matmul.
-        patches = pixel_values.reshape(b, c, height // p, p, width // p, p).transpose(0, 2, 4, 1, 3, 5)
+        # Non-overlapping patches flattened in (C, p, p) order: the conv becomes one matmul. A stride-p
+        # "valid" conv never reads the last height % p rows and columns (SigLIP: 384 = 27 * 14 + 6).
+        n = height // p
+        pixel_values = pixel_values[:, :, : n * p, : n * p]
+        patches = pixel_values.reshape(b, c, n, p, n, p).transpose(0, 2, 4, 1, 3, 5)
         patches = patches.reshape(b, -1, c * p * p)
         emb = _VisionEmbeddings(cfg, self.dtype, self.param_dtype, self.init_std, name="embeddings")(patches)
         norm = dict(eps=cfg.layer_norm_eps, dtype=self.dtype, param_dtype=self.param_dtype)

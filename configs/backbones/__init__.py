@@ -1,0 +1,1 @@
+"""One experiment config per public LLaVA checkpoint (shapes and token ids as published)."""
