@@ -14,6 +14,7 @@ from typing import Literal
 from chatpose_jax.config_types import ConfigError, from_config_dict
 from chatpose_jax.model.config import ModelConfig
 from chatpose_jax.parallel.mesh import MeshConfig, data_parallel_size, resolve_mesh_shape
+from chatpose_jax.retrieval.config import RetrievalConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +39,9 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
-    trainable: Literal["lora_and_new_rows", "lora_and_full_embeddings"] = "lora_and_full_embeddings"
+    # What learns: LoRA + pose head + the <POSE> rows / + full embeddings and LM head (LISA) / everything
+    # (models trained from scratch, like the tiny demo's, which has no pretrained base to keep).
+    trainable: Literal["lora_and_new_rows", "lora_and_full_embeddings", "all"] = "lora_and_full_embeddings"
     loss: LossConfig = LossConfig()
     eval_every: int = 0  # steps between held-out evaluations; 0 = at the end only
     eval_batches: int = 4  # held-out batches per evaluation
@@ -104,6 +107,8 @@ class Experiment:
     optimizer: OptimizerConfig
     data: DataConfig
     init_checkpoint: str = ""  # orbax checkpoint or HF folder to start from ("" = random init)
+    task: Literal["chatpose", "retrieval"] = "chatpose"  # which model the training loop trains
+    retrieval: RetrievalConfig = RetrievalConfig()  # the text-pose retrieval model (task "retrieval")
 
 
 def load_experiment(config, num_devices: int | None = None) -> Experiment:

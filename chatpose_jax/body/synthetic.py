@@ -575,14 +575,26 @@ def pose_directions(mesh: _Mesh, model_type: str, rng: np.random.Generator) -> n
     return out
 
 
+# The template of a gendered file is the neutral one moved along its first shape directions, so the
+# three files share every array but the template (and J): the same betas pose different bodies.
+GENDER_SHAPE_OFFSETS = {"neutral": (0.0, 0.0), "male": (1.5, 1.0), "female": (-1.5, -1.0)}
+
+
 def build_model_arrays(
-    model_type: str = "smpl", num_betas: int = 10, num_expression_coeffs: int = 10, seed: int = 0
+    model_type: str = "smpl",
+    num_betas: int = 10,
+    num_expression_coeffs: int = 10,
+    seed: int = 0,
+    gender: str = "neutral",
 ) -> dict[str, np.ndarray]:
     """The arrays of a synthetic model file, under the official keys (float64, as the real files).
 
     SMPL-X's shapedirs holds num_betas shape then num_expression_coeffs expression directions
-    (use 10 + 10, or 300 + 100, the two widths smplx knows how to split).
+    (use 10 + 10, or 300 + 100, the two widths smplx knows how to split). gender: 'neutral',
+    'male' (taller, broader) or 'female' (smaller): v_template += shapedirs[..., :2] . offset.
     """
+    if gender not in GENDER_SHAPE_OFFSETS:
+        raise ValueError(f"unknown gender {gender!r}; expected one of {sorted(GENDER_SHAPE_OFFSETS)}")
     if model_type not in NUM_VERTICES:
         raise ValueError(f"unknown model_type {model_type!r}; expected one of {sorted(NUM_VERTICES)}")
     rng = np.random.default_rng(seed)
@@ -593,8 +605,9 @@ def build_model_arrays(
     if model_type == "smplx":
         shapedirs = np.concatenate([shapedirs, expression_directions(mesh, num_expression_coeffs, rng)], axis=2)
     kintree = np.array([[ROOT_PARENT] + list(parents[1:]), list(range(len(parents)))], dtype=np.int64)
+    offset = np.asarray(GENDER_SHAPE_OFFSETS[gender])
     arrays = {
-        "v_template": mesh.verts,
+        "v_template": mesh.verts + shapedirs[:, :, : len(offset)] @ offset,
         "shapedirs": shapedirs,
         "posedirs": pose_directions(mesh, model_type, rng),
         "J_regressor": joint_regressor(mesh.verts, joints),
@@ -602,7 +615,7 @@ def build_model_arrays(
         "kintree_table": kintree,
         "f": mesh.faces.astype(np.uint32),
     }
-    arrays["J"] = arrays["J_regressor"] @ mesh.verts
+    arrays["J"] = arrays["J_regressor"] @ arrays["v_template"]
     if model_type in ("smplh", "smplx"):
         for suffix in ("l", "r"):
             basis, _ = np.linalg.qr(rng.normal(size=(45, 45)))
@@ -651,13 +664,20 @@ def _chumpy_classes():
 
 
 def write_smpl_pkl(
-    path: str, *, chumpy: bool = False, sparse_regressor: bool = True, num_betas: int = 10, seed: int = 0
+    path: str,
+    *,
+    chumpy: bool = False,
+    sparse_regressor: bool = True,
+    num_betas: int = 10,
+    seed: int = 0,
+    gender: str = "neutral",
 ) -> str:
     """Write a synthetic SMPL `.pkl` like the official one (J_regressor scipy-sparse, optionally chumpy).
 
     With chumpy=True, v_template, shapedirs, weights and J are chumpy `Ch` objects as in the real files.
+    gender: see `build_model_arrays` (the male and female files differ from the neutral one).
     """
-    arrays = build_model_arrays("smpl", num_betas=num_betas, seed=seed)
+    arrays = build_model_arrays("smpl", num_betas=num_betas, seed=seed, gender=gender)
     data: dict = dict(arrays, bs_style="lbs", bs_type="lrotmin")
     if sparse_regressor:
         data["J_regressor"] = scipy.sparse.csc_matrix(arrays["J_regressor"])
@@ -675,10 +695,18 @@ def write_smpl_pkl(
 
 
 def write_npz(
-    path: str, model_type: str, *, num_betas: int = 10, num_expression_coeffs: int = 10, seed: int = 0
+    path: str,
+    model_type: str,
+    *,
+    num_betas: int = 10,
+    num_expression_coeffs: int = 10,
+    seed: int = 0,
+    gender: str = "neutral",
 ) -> str:
-    """Write a synthetic SMPL / SMPL-H / SMPL-X `.npz` with the official keys."""
-    arrays = build_model_arrays(model_type, num_betas=num_betas, num_expression_coeffs=num_expression_coeffs, seed=seed)
+    """Write a synthetic SMPL / SMPL-H / SMPL-X `.npz` with the official keys (gender: see `build_model_arrays`)."""
+    arrays = build_model_arrays(
+        model_type, num_betas=num_betas, num_expression_coeffs=num_expression_coeffs, seed=seed, gender=gender
+    )
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     np.savez(path, **arrays)
     return path
@@ -693,11 +721,16 @@ def write_h36m_regressor(path: str, model_type: str = "smpl") -> str:
 
 
 def write_model_folder(root: str, model_types=("smpl", "smplh", "smplx"), gender: str = "neutral") -> str:
-    """Write an smplx-style folder: smpl/SMPL_NEUTRAL.pkl, smplh/SMPLH_NEUTRAL.npz, smplx/SMPLX_NEUTRAL.npz."""
+    """Write an smplx-style folder: smpl/SMPL_NEUTRAL.pkl, smplh/SMPLH_NEUTRAL.npz, smplx/SMPLX_NEUTRAL.npz.
+
+    gender: 'neutral', 'male', 'female' (files named accordingly, with differing templates), or 'all'.
+    """
+    genders = tuple(GENDER_SHAPE_OFFSETS) if gender == "all" else (gender,)
     for model_type in model_types:
-        stem = os.path.join(root, model_type, f"{skeletons.FILE_PREFIX[model_type]}_{gender.upper()}")
-        if model_type == "smpl":
-            write_smpl_pkl(stem + ".pkl")
-        else:
-            write_npz(stem + ".npz", model_type)
+        for g in genders:
+            stem = os.path.join(root, model_type, f"{skeletons.FILE_PREFIX[model_type]}_{g.upper()}")
+            if model_type == "smpl":
+                write_smpl_pkl(stem + ".pkl", gender=g)
+            else:
+                write_npz(stem + ".npz", model_type, gender=g)
     return root

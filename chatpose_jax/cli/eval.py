@@ -1,20 +1,96 @@
-"""`chatpose-eval --checkpoint CKPT --benchmarks 3dpw,h36m,... --data_dir DIR --out OUT`."""
+"""`chatpose-eval --checkpoint CKPT --benchmarks 3dpw,h36m,rpe,spg,posescript --data_dir DIR --out OUT`.
 
-from absl import flags
+    chatpose-eval --checkpoint /tmp/tiny --benchmarks 3dpw,h36m,rpe --data_dir /tmp/tfds \\
+        --body_model_dir /tmp/raw/body_models --out /tmp/eval
+    chatpose-eval --checkpoint /tmp/tiny --benchmarks posescript,spg --retrieval /tmp/retrieval ...
+    chatpose-eval --predictions 3dpw=other.npz --benchmarks 3dpw ...      # another method's poses
+
+Writes OUT/metrics.json, OUT/metrics.md, OUT/predictions_<benchmark>.npz, OUT/gallery_<benchmark>.png.
+Under `launch/local.py` (or any multi-process start) each process decodes its slice and process 0
+scores. See chatpose_jax/eval/loop.py.
+"""
+
+from absl import flags, logging
 
 from chatpose_jax.cli import common
 
-_CONFIG = common.define_config_flag(required=False)
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Orbax checkpoint or exported Hugging Face folder.")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Training workdir or step, model checkpoint, or HF folder.")
 _BENCHMARKS = flags.DEFINE_list("benchmarks", ["3dpw", "h36m", "rpe", "spg", "posescript"], "Benchmarks to run.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data_dir with the prepared benchmarks.")
-_OUT = flags.DEFINE_string("out", None, "Folder for metrics.json, metrics.md, predictions and galleries.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data_dir with the prepared benchmarks.", required=True)
+_OUT = flags.DEFINE_string(
+    "out", None, "Folder for metrics.json, metrics.md, predictions and galleries.", required=True
+)
+_BODY_MODEL_DIR = flags.DEFINE_string(
+    "body_model_dir", None, "Folder with smpl/SMPL_{NEUTRAL,MALE,FEMALE}.pkl and J_regressor_h36m.npy."
+)
+_RETRIEVAL = flags.DEFINE_string(
+    "retrieval", None, "Retrieval-model workdir (configs/retrieval.py) for text benchmarks."
+)
+_PREDICTIONS = flags.DEFINE_list(
+    "predictions",
+    [],
+    "Another method's poses: FILE.npz (one benchmark) or BENCHMARK=FILE.npz, ... (scored, not decoded).",
+)
+_LABEL = flags.DEFINE_string("label", "ours", "Name of our row in metrics.md.")
+_FORCE = flags.DEFINE_boolean("force_pose_answer", False, 'Teacher-force "Sure, it is <POSE>." (the pose head alone).')
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Prompts decoded together per process.", lower_bound=1)
+_MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 32, "Most tokens per answer.", lower_bound=1)
+_GALLERY = flags.DEFINE_integer("gallery_size", 6, "Samples per gallery PNG (0: none).", lower_bound=0)
+_TOKENIZER = flags.DEFINE_string("tokenizer", None, "Tokenizer folder (default: the checkpoint's).")
+_PROGRESS = flags.DEFINE_boolean("progress", True, "Show a progress bar (process 0).")
+
+
+def parse_predictions(items: list[str], benchmarks: list[str]) -> dict[str, str]:
+    """['3dpw=a.npz', ...] or ['a.npz'] (with one benchmark) -> {benchmark: path}."""
+    out = {}
+    for item in items:
+        if "=" in item:
+            name, path = item.split("=", 1)
+        elif len(benchmarks) == 1:
+            name, path = benchmarks[0], item
+        else:
+            raise ValueError(f"--predictions {item}: name its benchmark (BENCHMARK=FILE.npz) when several run")
+        if name not in benchmarks:
+            raise ValueError(f"--predictions {item}: benchmark {name!r} is not in --benchmarks")
+        out[name] = path
+    return out
 
 
 def main(argv):
     if len(argv) > 1:
         common.fail(f"unexpected arguments: {' '.join(argv[1:])}")
-    common.not_built("Evaluation", "Evaluation: the paper's benchmarks with their protocols")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+    from chatpose_jax.parallel.distributed import initialize_distributed
+
+    initialize_distributed()
+    import jax
+
+    from chatpose_jax.eval import loop
+    from chatpose_jax.eval.benchmarks import BenchmarkError
+    from chatpose_jax.eval.predictions import PredictionsFileError
+    from chatpose_jax.inference.session import ChatModel, CheckpointLoadError
+
+    names = [n.strip() for n in _BENCHMARKS.value if n.strip()]
+    try:
+        predictions = parse_predictions(_PREDICTIONS.value, names)
+        model = None
+        if _CHECKPOINT.value and any(n not in predictions for n in names):
+            model = ChatModel.load(_CHECKPOINT.value, _TOKENIZER.value)
+        options = loop.EvalOptions(_BATCH_SIZE.value, _MAX_NEW_TOKENS.value, _FORCE.value, _GALLERY.value,
+                                   _PROGRESS.value)  # fmt: skip
+        loop.evaluate(
+            _OUT.value, names, _DATA_DIR.value, model=model, predictions=predictions,
+            body_model_dir=_BODY_MODEL_DIR.value, retrieval_dir=_RETRIEVAL.value, options=options, label=_LABEL.value,
+        )  # fmt: skip
+    except (loop.EvalError, BenchmarkError, PredictionsFileError, CheckpointLoadError, FileNotFoundError,
+            ValueError) as e:  # fmt: skip
+        common.fail(str(e))
+    if jax.process_index() == 0:
+        import os
+
+        with open(os.path.join(_OUT.value, "metrics.md")) as f:
+            print(f.read())
 
 
 def run():

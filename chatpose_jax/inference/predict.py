@@ -38,6 +38,14 @@ class Record:
     id: str
     prompt: str
     image: str | None = None  # path
+    pixel_values: np.ndarray | None = None  # float32[3, S, S], preprocessed already (instead of `image`)
+
+    @property
+    def has_image(self) -> bool:
+        return self.image is not None or self.pixel_values is not None
+
+    def pixels(self, model: ChatModel) -> np.ndarray:
+        return self.pixel_values if self.pixel_values is not None else model.pixel_values(self.image)
 
 
 def _records_from_jsonl(path: str, default_prompt: str) -> list[Record]:
@@ -118,7 +126,7 @@ def predict_records(
     cfg = model.config
     encoded = []
     for record in records:
-        ids = model.encode([], prompt.user_turn(record.prompt, record.image is not None))
+        ids = model.encode([], prompt.user_turn(record.prompt, record.has_image))
         try:
             model.check_length(ids)
         except ValueError as e:
@@ -128,7 +136,7 @@ def predict_records(
     # Every row of a batch gets the same number of new tokens, so no row runs past the context.
     max_new_tokens = min(max_new_tokens, model.context_length - longest)
     results: list[dict | None] = [None] * len(records)
-    groups = [[i for i, r in enumerate(records) if (r.image is not None) == kind] for kind in (True, False)]
+    groups = [[i for i, r in enumerate(records) if r.has_image == kind] for kind in (True, False)]
     bar = tqdm(total=len(records), disable=not progress, desc="predict", unit="prompt")
     for group in groups:
         for start in range(0, len(group), batch_size):
@@ -138,8 +146,8 @@ def predict_records(
             length = round_up(max(len(encoded[i]) for i in filled), model.length_bucket)
             input_ids, mask = left_pad([encoded[i] for i in filled], length, cfg.pad_token_id)
             pixel_values = None
-            if records[rows[0]].image is not None:
-                pixel_values = jnp.asarray(np.stack([model.pixel_values(records[i].image) for i in filled]))
+            if records[rows[0]].has_image:
+                pixel_values = jnp.asarray(np.stack([records[i].pixels(model) for i in filled]))
             out = decoding.generate(
                 cfg,
                 model.params,

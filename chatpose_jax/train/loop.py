@@ -22,7 +22,8 @@ from chatpose_jax.experiment import Experiment
 from chatpose_jax.parallel.mesh import make_mesh
 from chatpose_jax.train import checkpoint as ckpt
 from chatpose_jax.train.metric_writer import MetricWriter
-from chatpose_jax.train.setup import Trainer, build_trainer
+from chatpose_jax.train.setup import Trainer
+from chatpose_jax.train.tasks import task_of
 from chatpose_jax.utils import flops
 
 
@@ -166,19 +167,14 @@ def train_and_evaluate(
 ) -> dict:
     """Trains to `experiment.train.num_steps`, resuming from `workdir`. Returns the last metrics."""
     cfg = experiment.train
+    task = task_of(experiment)
     config_json = config_json or ckpt.experiment_to_json(experiment)
     if make_source is None:
-        from chatpose_jax.train.input import keep_tokenizer_with_run, make_pipeline_source
-
-        keep_tokenizer_with_run(experiment, workdir)
-        make_source = make_pipeline_source
+        make_source = task.default_source(experiment, workdir)
     mesh = make_mesh(experiment.mesh)
     manager = ckpt.make_manager(workdir, cfg.keep_checkpoints)
     latest = manager.latest_step()
-    params, lora = (None, None) if latest is not None else load_initial_params(experiment, mesh)
-    body_model = load_body_model_for(experiment, workdir)
-    trainer = build_trainer(experiment, mesh, params, lora, body_model)
-    del params, lora
+    trainer = task.build_trainer(experiment, mesh, workdir, resuming=latest is not None)
     source = make_source(experiment, mesh, "train")
     if latest is not None:
         state, data_state = ckpt.restore(manager, latest, ckpt.abstract_like(trainer.state), config_json)
@@ -196,8 +192,7 @@ def train_and_evaluate(
         bar = tqdm(total=cfg.num_steps, initial=start, desc=experiment.name, dynamic_ncols=True)
 
     def run_eval(step: int) -> dict:
-        eval_source = make_source(experiment, mesh, "validation")
-        metrics = evaluate(trainer, eval_source, cfg.eval_batches)
+        metrics = task.evaluate(trainer, experiment, mesh, make_source, workdir, step)
         writer.write(step, metrics, prefix="eval")
         return metrics
 
@@ -223,24 +218,14 @@ def train_and_evaluate(
                     jax.block_until_ready(trainer.state.step)
                     elapsed = time.perf_counter() - window_start
                     step_time = elapsed / window_steps
-                    seq = batch["input_ids"].shape[1]
-                    real_tokens = float(np.sum(jax.device_get(batch["attention_mask"])))
                     host["step_time_s"] = step_time
-                    host["tokens_per_s"] = real_tokens / step_time  # padding excluded
+                    host.update(task.throughput(experiment, batch, step_time, peak))
                     host["nonfinite_total"] = float(jax.device_get(trainer.state.nonfinite_total))
-                    if peak:
-                        step_flops = flops.train_step_flops(
-                            experiment.model,
-                            batch["input_ids"].shape[0],
-                            seq,
-                            batch["input_ids"].shape[0] if "pixel_values" in batch else 0,
-                        ).total
-                        host["mfu"] = flops.model_flops_utilization(step_flops, step_time, jax.device_count(), peak)
                     writer.write(done, host)
                     last = host
                     window_start, window_steps = time.perf_counter(), 0
                     if bar is not None:
-                        bar.set_postfix(loss=f"{host['loss']:.3f}", pose_l1=f"{host['pose_l1']:.3f}")
+                        bar.set_postfix({k: f"{host[k]:.3f}" for k in task.progress_keys if k in host})
                 if bar is not None:
                     bar.update(1)
                 if cfg.eval_every and done % cfg.eval_every == 0 and done != cfg.num_steps:

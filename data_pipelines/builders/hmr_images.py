@@ -3,7 +3,12 @@
 Examples: image (the full encoded image; the pipeline crops the person from center / scale),
 image_name, source (npz stem or tar name), center float32[2] pixels, scale (box side / 200),
 global_orient float32[3], body_pose float32[69], betas float32[10], has_smpl, gender ('m', 'f',
-'n'), joints_3d float32[24, 4] (H36M-style `S`, zeros when absent).
+'n'), joints_3d float32[24, 4] (SPIN's `S`, or 4D-Humans' `extra_keypoints_3d` in its first 19 rows;
+zeros when absent; camera frame, metres, whatever the config).
+
+Evaluation files read as published: SPIN's `3dpw_test.npz` (pose, shape, gender) and
+`h36m_valid_protocol2.npz` (S), and 4D-Humans' eval npz (body_pose 72 + has_body_pose, betas,
+extra_keypoints_3d, optional gender; scale in pixels). Missing keys are zeros.
 
 Layout of MANUAL_DIR: npz/NAME.npz with images under images/NAME/<imgname> (or images/<imgname>),
 tars/*.tar (4D-Humans webdataset shards: KEY.jpg + KEY.data.pyd). Splits: an npz whose name
@@ -61,7 +66,11 @@ def _npz_people(path: str) -> tuple[dict[str, np.ndarray], int]:
         out["betas"] = np.zeros((n, 10)) if shape is None else shape.astype(np.float64).reshape(n, -1)[:, :10]
         out["has_smpl"] = (np.zeros(n) if pose is None else np.ones(n)) if has is None else has.reshape(n)
         out["gender"] = data["gender"].astype(str) if "gender" in keys else np.full(n, "n")
-        out["S"] = data["S"].astype(np.float64).reshape(n, 24, 4) if "S" in keys else np.zeros((n, 24, 4))
+        out["S"] = np.zeros((n, 24, 4))
+        if "S" in keys:
+            out["S"] = data["S"].astype(np.float64).reshape(n, 24, 4)
+        elif "extra_keypoints_3d" in keys:  # 4D-Humans / ProHMR: the 19 extra joints are SPIN's first 19
+            out["S"][:, :19] = data["extra_keypoints_3d"].astype(np.float64).reshape(n, 19, 4)
     return out, n
 
 

@@ -3,11 +3,14 @@
 Each writer takes a folder (the dataset's manual folder) and writes exactly what the real
 release holds there; `synthesize` writes all of them plus the body model and a tokenizer.
 
-    OUT/body_models/smpl/SMPL_NEUTRAL.pkl   the synthetic SMPL
+    OUT/body_models/smpl/SMPL_{NEUTRAL,MALE,FEMALE}.pkl  the synthetic SMPL (three differing genders)
+    OUT/body_models/J_regressor_h36m.npy     the 17 H36M joints of the synthetic mesh
     OUT/tokenizer/                           1000 pieces + <image>, <pad>, <POSE>
     OUT/posescript/posescript_release/*.json PoseScript V2 (and V1) release files
     OUT/posescript/AMASS/<set>/<subj>/*.npz  AMASS SMPL-H sequences (`poses` (frames, 156), z-up)
-    OUT/hmr_images/npz/*.npz + images/<set>/ SPIN-style annotation files and their images
+    OUT/hmr_images/npz/*.npz + images/<set>/ SPIN-style annotation files and their images, with the
+                                             evaluation files 3dpw_test.npz, h36m_valid_protocol2.npz
+                                             (SPIN) and h36m_val_p2.npz (4D-Humans layout)
     OUT/hmr_images/tars/*.tar                4D-Humans webdataset shards (jpg + data.pyd)
     OUT/llava_instruct/llava_instruct_150k.json + coco/train2017/*.jpg
     OUT/spg/spg.json                         text + pose pairs
@@ -134,14 +137,67 @@ def _scenes(body_model, num: int, seed: int) -> list[scenes.Scene]:
     return scenes.render_scenes(body_model, go, bp, betas, seed + 2)
 
 
-def write_hmr_images(root: str, body_model, num_images: int = 200, seed: int = 1, num_tar_shards: int = 2) -> dict:
+def h36m_s_array(body_model, h36m_regressor: np.ndarray, global_orient, body_pose, betas) -> np.ndarray:
+    """SPIN's `S` float[N, 24, 4] of posed bodies: LSP joints 0..12 and the H36M head (index 18),
+    centred on the regressed pelvis (index 14, at 0), in the frame of `global_orient`; column 3 = 1."""
+    from chatpose_jax.eval.metrics import lsp14_joints
+
+    verts, _ = scenes.pose_bodies(body_model, np.asarray(global_orient, np.float32),
+                                  np.asarray(body_pose, np.float32), np.asarray(betas, np.float32))  # fmt: skip
+    lsp = np.asarray(lsp14_joints(verts, h36m_regressor))  # [N, 14, 3] pelvis-centred
+    s = np.zeros((len(lsp), 24, 4))
+    s[:, :13, :3] = lsp[:, :13]
+    s[:, 18, :3] = lsp[:, 13]
+    s[:, list(range(13)) + [14, 18], 3] = 1.0
+    return s
+
+
+def write_h36m_eval(root: str, body_model, h36m_regressor: np.ndarray, num_images: int, seed: int) -> dict:
+    """H36M protocol-2 style evaluation files from `num_images` rendered people (camera frame).
+
+    npz/h36m_valid_protocol2.npz: SPIN's keys imgname, center, scale (box / 200), S (N, 24, 4).
+    npz/h36m_val_p2.npz: 4D-Humans' keys imgname, center, scale (pixels), body_pose (N, 72) +
+    has_body_pose (0, as H36M ships no SMPL), betas + has_betas, body/extra_keypoints_2d (N, 25|19, 3),
+    body/extra_keypoints_3d (N, 25|19, 4) with extra = SPIN's first 19 joints. Both share the images.
+    """
+    shown = _scenes(body_model, num_images, seed)
+    go = np.stack([s.global_orient for s in shown])
+    bp = np.stack([s.body_pose for s in shown])
+    betas = np.stack([s.betas for s in shown])
+    s_array = h36m_s_array(body_model, h36m_regressor, go, bp, betas)
+    imgnames = []
+    for i, s in enumerate(shown):
+        imgname = f"images/S9_Posing.60457274_{i:06d}.jpg"
+        for stem in ("h36m_valid_protocol2", "h36m_val_p2"):
+            _save_jpeg(os.path.join(root, "images", stem, imgname), s.image)
+        imgnames.append(imgname)
+    center = np.stack([s.center for s in shown]).astype(np.float64)
+    scale = np.array([s.scale for s in shown])
+    os.makedirs(os.path.join(root, "npz"), exist_ok=True)
+    np.savez(os.path.join(root, "npz", "h36m_valid_protocol2.npz"), imgname=np.asarray(imgnames), center=center,
+             scale=scale, S=s_array)  # fmt: skip
+    n = len(shown)
+    np.savez(
+        os.path.join(root, "npz", "h36m_val_p2.npz"),
+        imgname=np.asarray(imgnames), center=center, scale=scale * 200.0,
+        body_pose=np.zeros((n, 72)), has_body_pose=np.zeros(n), betas=np.zeros((n, 10)), has_betas=np.zeros(n),
+        body_keypoints_2d=np.zeros((n, 25, 3)), extra_keypoints_2d=np.zeros((n, 19, 3)),
+        body_keypoints_3d=np.zeros((n, 25, 4)), extra_keypoints_3d=s_array[:, :19],
+    )  # fmt: skip
+    return {"S": s_array, "scenes": shown}
+
+
+def write_hmr_images(
+    root: str, body_model, num_images: int = 200, seed: int = 1, num_tar_shards: int = 2, h36m_regressor=None
+) -> dict:
     """SPIN-style npz files with images, and 4D-Humans webdataset tars.
 
     npz/synth_train.npz (SPIN training keys: imgname, center, scale, pose (72), shape (10),
     has_smpl, part (24, 3)), npz/3dpw_test.npz (SPIN's eval keys with gender), and tars/*.tar
     whose samples are `KEY.jpg` + `KEY.data.pyd` (a pickled list of one dict per person:
     center, scale, body_pose (72), betas, has_body_pose, has_betas, keypoints_2d, keypoints_3d).
-    Images go to images/<npz stem>/; a third of the scenes each.
+    Images go to images/<npz stem>/; a third of the scenes each. With `h36m_regressor` (float[17, V])
+    the H36M evaluation files of `write_h36m_eval` are written too, from max(2, num_images // 6) more people.
     """
     all_scenes = _scenes(body_model, num_images, seed)
     thirds = np.array_split(np.arange(num_images), 3)
@@ -193,6 +249,9 @@ def write_hmr_images(root: str, body_model, num_images: int = 200, seed: int = 1
                     info.size = len(payload)
                     tar.addfile(info, io.BytesIO(payload))
     counts["tars"] = len(thirds[2])
+    if h36m_regressor is not None:
+        counts["h36m"] = max(2, num_images // 6)
+        write_h36m_eval(root, body_model, h36m_regressor, counts["h36m"], seed + 100)
     return {"counts": counts, "scenes": all_scenes}
 
 
@@ -289,23 +348,31 @@ def synthesize(
 ) -> dict[str, str]:
     """Writes every synthetic raw dataset, the body model and the tokenizer under `out`.
 
-    Returns {name: folder}: 'body_model' (the .pkl), 'tokenizer', and one manual folder per
+    Returns {name: folder}: 'body_model' (the neutral .pkl), 'body_model_dir' (smpl/ + the H36M
+    regressor), 'tokenizer', and one manual folder per
     dataset ('posescript', 'hmr_images', 'llava_instruct', 'spg', 'rpe').
     """
     from chatpose_jax.body import load_body_model
-    from chatpose_jax.body.synthetic import write_smpl_pkl
+    from chatpose_jax.body.synthetic import write_h36m_regressor, write_smpl_pkl
     from data_pipelines.conversation import SYSTEM_PROMPT
     from data_pipelines.templates import all_template_texts
     from data_pipelines.tokenizer import make_synthetic_tokenizer
 
     if body_model_path is None:
         body_model_path = write_smpl_pkl(os.path.join(out, "body_models", "smpl", "SMPL_NEUTRAL.pkl"), seed=seed)
+        for gender in ("male", "female"):
+            write_smpl_pkl(os.path.join(out, "body_models", "smpl", f"SMPL_{gender.upper()}.pkl"), seed=seed,
+                           gender=gender)  # fmt: skip
+    regressor_path = os.path.join(os.path.dirname(os.path.dirname(body_model_path)), "J_regressor_h36m.npy")
+    if not os.path.exists(regressor_path):
+        write_h36m_regressor(regressor_path)
     body_model = load_body_model(body_model_path)
-    paths = {"body_model": body_model_path}
+    paths = {"body_model": body_model_path, "body_model_dir": os.path.dirname(os.path.dirname(body_model_path))}
     for name in ("posescript", "hmr_images", "llava_instruct", "spg", "rpe"):
         paths[name] = os.path.join(out, name)
     ps = write_posescript(paths["posescript"], body_model, num_poses, seed)
-    write_hmr_images(paths["hmr_images"], body_model, num_hmr_images, seed + 1)
+    write_hmr_images(paths["hmr_images"], body_model, num_hmr_images, seed + 1,
+                     h36m_regressor=np.load(regressor_path))  # fmt: skip
     llava = write_llava_instruct(paths["llava_instruct"], body_model, num_vqa_images, seed + 2)
     spg = write_spg(paths["spg"], body_model, num_spg, seed + 3)
     rpe = write_rpe(paths["rpe"], body_model, num_rpe, seed + 4)
