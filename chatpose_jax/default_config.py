@@ -26,6 +26,9 @@ def clip_vit_l14_336() -> ml_collections.ConfigDict:
             feature_layer=-2,  # penultimate hidden state feeds the projector
             feature_select="default",  # drop CLS
             class_token=True,  # CLIP has a class embedding
+            hidden_act="quick_gelu",  # CLIP's activation
+            pre_layernorm=True,  # CLIP's pre_layrnorm before layer 0
+            patch_bias=False,  # CLIP's patch conv has no bias
         )
     )
 
@@ -45,6 +48,9 @@ def vicuna(hidden_size: int, num_layers: int, num_heads: int, intermediate_size:
             rms_norm_eps=1e-5,
             max_position_embeddings=4096,
             tie_word_embeddings=False,
+            qkv_bias=False,  # LLaMA has no biases
+            hidden_act="silu",
+            sliding_window=0,  # full causal attention
         )
     )
 
