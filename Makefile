@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 PY := $(VENV)/bin/python
 DEMO_DIR ?= demo_out
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: demo test lint format clean venv
 
@@ -18,7 +19,7 @@ $(STAMP): setup.py
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m chatpose_jax.demo --workdir $(DEMO_DIR)
+	$(PY) -m chatpose_jax.demo --workdir $(DEMO_DIR) $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check chatpose_jax data_pipelines configs launch tests

@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 BIN = Path(sys.executable).parent
-SCRIPTS = ["chatpose-train", "chatpose-eval", "chatpose-chat", "chatpose-convert", "chatpose-data"]
+SCRIPTS = [
+    "chatpose-train",
+    "chatpose-eval",
+    "chatpose-chat",
+    "chatpose-predict",
+    "chatpose-convert",
+    "chatpose-data",
+    "chatpose-compile",
+]
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
 
 

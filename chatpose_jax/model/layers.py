@@ -39,6 +39,7 @@ class Linear(nn.Module):
     init_std: float = 0.02
     lora: lora_lib.LoraSpec | None = None
     deterministic: bool = True
+    bias_init: Any = nn.initializers.zeros
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -54,7 +55,7 @@ class Linear(nn.Module):
         if self.use_bias:
             bias = self.param(
                 "bias",
-                nn.with_logical_partitioning(nn.initializers.zeros, (self.axes[1],)),
+                nn.with_logical_partitioning(self.bias_init, (self.axes[1],)),
                 (self.features,),
                 self.param_dtype,
             )

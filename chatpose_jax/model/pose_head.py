@@ -40,6 +40,19 @@ except ImportError:  # pragma: no cover - depends on which modules are present
         return jnp.stack([b1, b2, b3], axis=-1)
 
 
+def identity_rot6d_bias(key, shape, dtype=jnp.float32) -> jax.Array:
+    """fc2's initial bias: every joint at the identity rotation in the HMR2.0 6D layout.
+
+    A zero bias would start every joint at the Gram-Schmidt of small noise, a random rotation;
+    starting at the rest pose (as HMR2.0 starts from its mean pose) lets training refine a body
+    rather than untangle random joints. Only the initial value: the function stays
+    Linear-ReLU-Linear, so released weights load unchanged.
+    """
+    del key
+    identity = jnp.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0], dtype)
+    return jnp.tile(identity, shape[0] // 6).astype(dtype)
+
+
 class PoseHead(nn.Module):
     """float[..., d] -> rot6d float[..., num_joints, 6] (float32); params fc1, fc2."""
 
@@ -54,7 +67,7 @@ class PoseHead(nn.Module):
         dense = dict(use_bias=True, dtype=self.dtype, param_dtype=self.param_dtype, init_std=self.init_std)
         x = Linear(self.hidden_size, ("embed", "mlp"), name="fc1", **dense)(hidden)
         x = jax.nn.relu(x)
-        x = Linear(self.cfg.num_joints * 6, ("mlp", "joints"), name="fc2", **dense)(x)
+        x = Linear(self.cfg.num_joints * 6, ("mlp", "joints"), name="fc2", bias_init=identity_rot6d_bias, **dense)(x)
         return x.astype(jnp.float32).reshape(*x.shape[:-1], self.cfg.num_joints, 6)
 
 

@@ -79,6 +79,8 @@ def split_shardings(experiment: Experiment, mesh: Mesh) -> tuple[Any, Any]:
     params_sh, lora_sh = model_shardings["params"], model_shardings.get("lora", {})
     frozen, trained = params_sh, {}
     mode = experiment.train.trainable
+    if mode == "all":
+        return {}, {"lora": lora_sh, "params": params_sh}
     paths = [state_lib.POSE_HEAD_PATH] if mode == "lora_and_new_rows" else state_lib.trained_paths(params_sh)
     for path in paths:
         trained = state_lib.set_path(trained, path, state_lib.get_path(params_sh, path))

@@ -7,6 +7,7 @@ The model's params split in two trees:
              optimizer sees. With `trainable="lora_and_full_embeddings"` (LISA) the whole
              `language_model/embed_tokens` and `lm_head` are trained; with `"lora_and_new_rows"`
              only the rows of the added `<POSE>` token are, held as `new_rows/{embedding, lm_head}`.
+With `"all"` (models trained from scratch, such as the tiny demo) nothing is frozen.
 `join_params` rebuilds (params, lora) for `model.chatpose.apply` without copying the frozen arrays
 (except, for "new_rows", the embedding and LM head with their rows written in).
 """
@@ -93,6 +94,9 @@ def trained_paths(params: dict) -> list[tuple[str, ...]]:
 
 def split_params(params: dict, lora: dict, mode: str, new_token_ids: tuple[int, ...]) -> tuple[dict, dict]:
     """(frozen, trainable) from the model's (params, lora) trees; see the module docstring."""
+    if mode == "all":
+        # Models trained from scratch (the tiny demo has no pretrained base): every weight learns.
+        return {}, {"lora": lora, "params": params}
     frozen = params
     trained: dict = {}
     paths = [POSE_HEAD_PATH] if mode == "lora_and_new_rows" else trained_paths(params)

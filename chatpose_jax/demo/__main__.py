@@ -1,0 +1,3 @@
+from chatpose_jax.demo.run import run
+
+run()
