@@ -188,34 +188,26 @@ def main(argv):
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = Path(_CONFIG.value) if _CONFIG.value else REPO_ROOT / "configs" / "tiny.py"
     state: dict = {}
+
+    def data():
+        state["data"] = stage_data(workdir, _NUM_POSES.value, _NUM_IMAGES.value)
+
+    def train():
+        state["train_dir"] = stage_train(workdir, config_path, state["data"], _STEPS.value)
+
+    def evaluate():
+        model, body, example, _ = stage_evaluate(workdir, state["train_dir"], state["data"], _HELD_OUT.value)
+        state.update(model=model, body=body, example=example)
+
+    def chat():
+        prompt = "Generate the SMPL pose of a person with the left arm raised above the head and the knees bent."
+        stage_chat(workdir, state["model"], state["body"], state["example"], prompt)
+
     stages = [
-        (
-            "synthesise and prepare the datasets",
-            lambda: state.update(data=stage_data(workdir, _NUM_POSES.value, _NUM_IMAGES.value)),
-        ),
-        (
-            "train configs/tiny.py",
-            lambda: state.update(train_dir=stage_train(workdir, config_path, state["data"], _STEPS.value)),
-        ),
-        (
-            "evaluate on held-out sets",
-            lambda: state.update(
-                zip(
-                    ("model", "body", "example", "results"),
-                    stage_evaluate(workdir, state["train_dir"], state["data"], _HELD_OUT.value),
-                )
-            ),
-        ),
-        (
-            "chat",
-            lambda: stage_chat(
-                workdir,
-                state["model"],
-                state["body"],
-                state["example"],
-                "Generate the SMPL pose of a person with the left arm raised above the head and the knees bent.",
-            ),
-        ),
+        ("synthesise and prepare the datasets", data),
+        (f"train {config_path.name}", train),
+        ("evaluate on held-out sets", evaluate),
+        ("chat", chat),
     ]
     start_all = time.perf_counter()
     for i, (name, fn) in enumerate(stages, 1):
