@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -46,7 +47,7 @@ def test_tiny_run_trains_evaluates_and_tables_every_row(tiny_run):
         assert f"chatpose-eval --checkpoint={root}/table6/{name}/train" in first
         metrics = json.loads((root / "table6" / name / "eval" / "metrics.json").read_text())
         assert metrics["benchmarks"]["3dpw"]["ours"]["pa_mpjpe_mm"] > 0
-    assert "--config.data.datasets=('llava_instruct',)" in first  # the row's overrides reach chatpose-train
+    assert shlex.quote("--config.data.datasets=('llava_instruct',)") in first  # the row's overrides reach training
     table = (root / "table6.md").read_text()
     rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| VQA")}
     assert set(rows) == {"VQA only", "VQA + Text2Pose + Image2Pose"}
