@@ -55,7 +55,7 @@ def load_model_checkpoint(
     config = load_model_config(path)
     shapes, _ = chatpose.abstract_variables(config)
     if mesh is None:
-        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # addressable on every host
         shardings = jax.tree.map(lambda _: device, shapes["params"])
     else:
         shardings = chatpose.variable_shardings(config, mesh, logical_axis_rules)["params"]

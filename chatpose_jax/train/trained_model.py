@@ -71,7 +71,7 @@ def load_training_checkpoint(step_dir: str, mesh=None) -> TrainedModel:
         saved = json.load(f)
     experiment = from_config_dict(Experiment, saved)
     if mesh is None:
-        mesh = make_mesh(MeshConfig(data=1), jax.devices()[:1])
+        mesh = make_mesh(MeshConfig(data=1), jax.local_devices()[:1])  # addressable on every host
         experiment = dataclasses.replace(
             experiment, mesh=dataclasses.replace(experiment.mesh, data=-1, fsdp=1, tensor=1)
         )
