@@ -6,7 +6,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 PY := $(VENV)/bin/python
 DEMO_DIR ?= demo_out
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 2 --dist loadfile
 DEMO_ARGS ?=
 
 .PHONY: demo test lint format clean venv

@@ -222,7 +222,7 @@ def test_usage_errors_name_the_flag():
 
 def readme_commands() -> list[list[str]]:
     text = (REPO / "README.md").read_text(encoding="utf-8")
-    section = text.split("## Launching at scale", 1)[1]
+    section = text.split("## Running at scale", 1)[1]
     joined = re.sub(r"\\\n\s*", "", section)
     return [
         shlex.split(line.strip())[2:]

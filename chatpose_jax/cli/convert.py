@@ -8,7 +8,7 @@
         --tokenizer_dir /ckpt/ChatPose-13b --out /ckpt/chatpose-13b-released
 """
 
-from absl import app, flags
+from absl import flags
 
 from chatpose_jax.cli import common
 
@@ -102,7 +102,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    common.run_app(main)
 
 
 if __name__ == "__main__":
