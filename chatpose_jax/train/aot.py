@@ -116,6 +116,13 @@ def largest(tree, prefix: str, count: int = 5) -> list[tuple[str, int]]:
     return sorted(leaves, key=lambda x: -x[1])[:count]
 
 
+def _report(name, compiled, num_devices, hbm_bytes, our_flops, seconds, peak_flops, biggest) -> CompileReport:
+    floor = our_flops / (num_devices * peak_flops) if peak_flops else None
+    return CompileReport(
+        name, num_devices, memory_report(compiled), hbm_bytes, xla_flops(compiled), our_flops, seconds, floor, biggest
+    )
+
+
 def abstract_batch(experiment: Experiment, mesh, text_length: int | None = None) -> dict:
     """The batch layout's shapes for one optimizer step (image + text tokens per sequence)."""
     m, t = experiment.model, experiment.train
@@ -161,18 +168,7 @@ def compile_train_step(
     seq = batch["input_ids"].shape[1]
     b = experiment.train.batch_size
     ours = flops_lib.train_step_flops(experiment.model, b, seq, b).total
-    floor = ours / (len(devices) * peak_flops) if peak_flops else None
-    return CompileReport(
-        "train_step",
-        len(devices),
-        memory_report(compiled),
-        hbm_bytes,
-        xla_flops(compiled),
-        ours,
-        seconds,
-        floor,
-        biggest,
-    )
+    return _report("train_step", compiled, len(devices), hbm_bytes, ours, seconds, peak_flops, biggest)
 
 
 def compile_decode_step(
@@ -212,18 +208,7 @@ def compile_decode_step(
     compiled = _compile(step.lower(params, {}, token, state), "decode_step", biggest)
     seconds = time.perf_counter() - start
     ours = flops_lib.forward_flops(experiment.model, batch_size, 1, 0)
-    floor = ours / (len(devices) * peak_flops) if peak_flops else None
-    return CompileReport(
-        "decode_step",
-        len(devices),
-        memory_report(compiled),
-        hbm_bytes,
-        xla_flops(compiled),
-        ours,
-        seconds,
-        floor,
-        biggest,
-    )
+    return _report("decode_step", compiled, len(devices), hbm_bytes, ours, seconds, peak_flops, biggest)
 
 
 def human_bytes(n: int) -> str:
