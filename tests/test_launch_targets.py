@@ -272,7 +272,10 @@ FAKE_GCLOUD = r"""#!/bin/bash
 printf '%s\n' "gcloud $*" | tr '\n' ' ' >> "$FAKE_LOG"; echo >> "$FAKE_LOG"
 case "$*" in
   *"queued-resources describe"*) echo ACTIVE ;;
-  *"--worker=1 "*"exec chatpose-train"*) echo "worker 1 fails"; sleep 0.5; exit 3 ;;
+  *"--worker=1 "*"exec chatpose-train"*)
+    # Fail only once every worker has started (logged), so a loaded machine cannot reorder the calls.
+    for _ in $(seq 200); do [ "$(grep -c 'exec chatpose-train' "$FAKE_LOG")" -ge 4 ] && break; sleep 0.1; done
+    echo "worker 1 fails"; sleep 0.5; exit 3 ;;
   *"exec chatpose-train"*) echo "hello from worker ${*//[^0-9]/}" | head -c 40; echo; exec sleep 60 ;;
 esac
 """
