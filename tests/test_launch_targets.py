@@ -269,7 +269,7 @@ def test_local_target_runs_the_collective_check_across_two_processes():
 
 
 FAKE_GCLOUD = r"""#!/bin/bash
-printf '%s\n' "gcloud $*" | tr '\n' ' ' >> "$FAKE_LOG"; echo >> "$FAKE_LOG"
+line="gcloud $*"; printf '%s\n' "${line//$'\n'/ }" >> "$FAKE_LOG"  # one write per call: workers log at once
 case "$*" in
   *"queued-resources describe"*) echo ACTIVE ;;
   *"--worker=1 "*"exec chatpose-train"*)
