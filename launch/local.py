@@ -56,7 +56,8 @@ def _pump(index: int, stream, lock: threading.Lock, width: int) -> None:
     stream.close()
 
 
-def _end(procs: list[subprocess.Popen], grace_s: float) -> None:
+def end_processes(procs: list[subprocess.Popen], grace_s: float) -> None:
+    """SIGTERM every running process group, then SIGKILL those still alive after `grace_s`."""
     for p in procs:
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGTERM)
@@ -99,7 +100,7 @@ def launch(
                 index, status = failed[0]
                 with lock:
                     print(f"local.py: process {index} exited with status {status}; ending the others", file=sys.stderr)
-                _end(procs, grace_s)
+                end_processes(procs, grace_s)
                 break
             time.sleep(0.05)
         for t in pumps:
@@ -111,10 +112,10 @@ def launch(
                 print(f"local.py: process {index} exited with status {status}", file=sys.stderr)
         return status
     except KeyboardInterrupt:
-        _end(procs, grace_s)
+        end_processes(procs, grace_s)
         return 130
     except FileNotFoundError as e:
-        _end(procs, grace_s)
+        end_processes(procs, grace_s)
         print(f"local.py: cannot start {command[0]!r}: {e.strerror}", file=sys.stderr)
         return 127
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+from launch.local import end_processes
 from launch.render import Parallel, Step, WriteFile, step_line
 
 
@@ -46,19 +45,6 @@ def _follow(path: Path, stop: threading.Event) -> None:
                 time.sleep(0.1)
 
 
-def _end(procs: list[subprocess.Popen], grace_s: float = 10.0) -> None:
-    for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    for p in procs:
-        try:
-            p.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-
-
 def run_parallel(group: Parallel, poll_s: float | None = None) -> int:
     """Starts every command, each into its log; returns 0, or the first failure's status after stopping all."""
     procs: list[subprocess.Popen] = []
@@ -89,16 +75,16 @@ def run_parallel(group: Parallel, poll_s: float | None = None) -> int:
                 f"launch: worker {index} exited with status {status} (log {group.logs[index]}); stopping all",
                 file=sys.stderr,
             )
-            _end(procs)
+            end_processes(procs, 10.0)
             for step in group.on_failure:
                 run_step(step, poll_s)
     except KeyboardInterrupt:
-        _end(procs)
+        end_processes(procs, 10.0)
         for step in group.on_failure:
             run_step(step, poll_s)
         status = 130
     except FileNotFoundError:
-        _end(procs)
+        end_processes(procs, 10.0)
         print(f"launch: cannot start {group.steps[0].argv[0]!r}: not found on PATH", file=sys.stderr)
         status = 127
     finally:

@@ -11,8 +11,6 @@ from ml_collections import config_flags
 from chatpose_jax.config_types import ConfigError
 from chatpose_jax.experiment import Experiment, load_experiment
 
-NOT_BUILT_EXIT_CODE = 2
-
 
 def define_config_flag(required: bool = True) -> flags.FlagHolder:
     """`--config path/to/config.py[:arg]` plus `--config.section.field=value` overrides."""
@@ -41,11 +39,6 @@ def fail(message: str, code: int = 1):
     prog = sys.argv[0].rsplit("/", 1)[-1]
     print(f"{prog}: {message}", file=sys.stderr)
     sys.exit(code)
-
-
-def not_built(what: str, issue: str):
-    """Says plainly that a tool is not built yet (and exits non-zero, so no script mistakes it for work)."""
-    fail(f"{what} is not built yet (planned in the issue '{issue}').", NOT_BUILT_EXIT_CODE)
 
 
 def _parse_flags(argv: list[str]) -> list[str]:

@@ -19,8 +19,6 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from chatpose_jax.config_types import ConfigError
-
 ITEMS = ("state", "data", "config")
 
 
@@ -136,6 +134,3 @@ def abstract_like(tree):
     return jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=getattr(x, "sharding", None)), tree
     )
-
-
-__all__ = ["CheckpointMismatchError", "ConfigError", "make_manager", "save", "restore", "abstract_like"]

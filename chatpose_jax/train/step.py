@@ -48,7 +48,7 @@ def target_rotmats(batch: dict) -> jax.Array:
 
 
 def body_joints(body_model, rotmat: jax.Array, betas: jax.Array) -> jax.Array:
-    """Root-relative SMPL joints float[B, P, 24, 3] (metres) of poses float[B, P, 24, 3, 3]."""
+    """(root-relative SMPL joints float[B, P, 24, 3], vertices float[B, P, V, 3]), metres, of rotmats [B, P, 24, 3, 3]."""
     b, p = rotmat.shape[:2]
     out = body_model(
         betas=betas.reshape(b * p, -1),
