@@ -158,7 +158,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.mesh.data = -1  # -1 = every device not used by the other axes
     c.mesh.fsdp = 1  # shards parameters and the batch (ZeRO-3 style)
     c.mesh.tensor = 1  # shards heads / MLP width / vocabulary
-    c.mesh.num_slices = 1  # TPU slices or GPU nodes the data axis spans
+    # Multislice: over how many slices (DCN) each axis above is laid; their product = slices.
+    # Several slices with all three at 1 put the data axis across them; tensor never crosses slices.
+    c.mesh.dcn_data = 1
+    c.mesh.dcn_fsdp = 1  # allowed, but slow: parameters are gathered over DCN in every layer
+    c.mesh.dcn_tensor = 1  # must stay 1
     c.mesh.logical_axis_rules = DEFAULT_LOGICAL_AXIS_RULES  # logical axis -> mesh axes
 
     c.train = ml_collections.ConfigDict()

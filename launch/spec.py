@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 
 PROGRAMS = ("train", "eval", "check")
@@ -179,6 +180,18 @@ class LaunchSpec:
             raise SpecError("--num_slices, --num_nodes, --num_processes and --devices_per_process are >= 1")
         if self.spot and self.reserved:
             raise SpecError("--spot and --reserved exclude each other")
+        dcn = {}
+        for override in self.overrides:
+            match = re.fullmatch(r"--config\.mesh\.(dcn_(?:data|fsdp|tensor))=(\d+)", override)
+            if match:
+                dcn[match.group(1)] = int(match.group(2))
+        if dcn and is_tpu(self.accelerator) and math.prod(dcn.values()) != self.num_slices:
+            # The same check as the mesh's at start, made before any TPU is created.
+            given = " x ".join(f"{k}={v}" for k, v in dcn.items())
+            raise SpecError(
+                f"--config.mesh: {given} lays the mesh over {math.prod(dcn.values())} slices, "
+                f"but --num_slices={self.num_slices}"
+            )
         for key, _ in self.env:
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
                 raise SpecError(f"--env {key!r}: not a variable name")

@@ -89,6 +89,31 @@ def test_a_step_that_cannot_fit_fails_and_names_buffers():
     assert "does not fit in HBM" in result.stderr
 
 
+def test_two_slices_lay_the_data_axis_across_slices_and_a_wrong_dcn_shape_is_named():
+    code = (
+        "import os; os.environ.setdefault('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')\n"
+        "import numpy as np\n"
+        "from chatpose_jax.parallel.mesh import MeshConfig, make_mesh\n"
+        "from chatpose_jax.parallel.topology import compile_only_devices\n"
+        "_, devices = compile_only_devices('v5e-4', 2)\n"
+        "mesh = make_mesh(MeshConfig(data=-1, fsdp=2, dcn_data=2), devices)\n"
+        "print(dict(mesh.shape), np.vectorize(lambda d: d.slice_index)(mesh.devices)[:, :, 0].tolist())\n"
+    )
+    direct = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=ENV, cwd=REPO
+    )
+    assert direct.returncode == 0, direct.stderr[-3000:]
+    assert direct.stdout.strip().splitlines()[-1] == (
+        "{'data': 4, 'fsdp': 2, 'tensor': 1} [[0, 0], [0, 0], [1, 1], [1, 1]]"
+    ), direct.stdout
+    # chatpose-compile builds the same mesh: a dcn shape that does not match the slices fails before compiling.
+    result = compile_cli("--config=configs/tiny.py", "--topology=v5e-4", "--num_slices=2", "--config.mesh.dcn_data=4")
+    assert result.returncode != 0
+    assert (
+        "config.mesh: dcn_data=4 x dcn_fsdp=1 x dcn_tensor=1 = 4, but the 8 devices span 2 slices" in result.stderr
+    ), result.stderr[-3000:]
+
+
 @pytest.mark.slow
 def test_llava15_7b_compiles_for_v5p_64():
     result = compile_cli(

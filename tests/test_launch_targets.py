@@ -218,6 +218,9 @@ def test_usage_errors_name_the_flag():
         launch.split_argv(["--config.mesh.fsdp", "2"])
     with pytest.raises(SpecError, match="--spot and --reserved"):
         spec("tpu-vm", accelerator="v5p-8", spot=True, reserved=True)
+    with pytest.raises(SpecError, match=r"dcn_data=4 lays the mesh over 4 slices, but --num_slices=2"):
+        spec("gke", accelerator="v5e-256", num_slices=2, overrides=("--config.mesh.dcn_data=4",))
+    assert spec("gke", accelerator="v5e-256", num_slices=2, overrides=("--config.mesh.dcn_data=2",)).num_slices == 2
 
 
 def readme_commands() -> list[list[str]]:

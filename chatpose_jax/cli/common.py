@@ -10,6 +10,7 @@ from ml_collections import config_flags
 
 from chatpose_jax.config_types import ConfigError
 from chatpose_jax.experiment import Experiment, load_experiment
+from chatpose_jax.parallel.mesh import hybrid_layout
 
 
 def define_config_flag(required: bool = True) -> flags.FlagHolder:
@@ -26,10 +27,18 @@ def define_config_flag(required: bool = True) -> flags.FlagHolder:
     return holder
 
 
-def validated_experiment(config, num_devices: int | None = None) -> Experiment:
-    """Validates the config against the global device count; exits with the field at fault."""
+def validated_experiment(config, num_devices: int | None = None, devices=None) -> Experiment:
+    """Validates the config against the devices (default: all of this job's); exits with the field at fault.
+
+    With real devices (or `devices`), the mesh's layout across slices or processes is checked too.
+    """
     try:
-        return load_experiment(config, jax.device_count() if num_devices is None else num_devices)
+        if num_devices is not None and devices is None:
+            return load_experiment(config, num_devices)
+        devices = jax.devices() if devices is None else devices
+        experiment = load_experiment(config, len(devices))
+        hybrid_layout(experiment.mesh, devices)
+        return experiment
     except ConfigError as e:
         fail(f"invalid config: {e}")
 

@@ -13,7 +13,9 @@ from chatpose_jax.cli import common
 
 _CONFIG = common.define_config_flag()
 _TOPOLOGY = flags.DEFINE_string("topology", None, "TPU slice, e.g. v5p-128, v5e-256, v4-64, v6e-64.", required=True)
-_NUM_SLICES = flags.DEFINE_integer("num_slices", 1, "Slices (multislice); the data axis spans them.")
+_NUM_SLICES = flags.DEFINE_integer(
+    "num_slices", 1, "Slices (multislice); the data axis spans them unless config.mesh.dcn_* say otherwise."
+)
 _DECODE = flags.DEFINE_boolean("decode", True, "Also compile one decoding step.")
 _DECODE_BATCH = flags.DEFINE_integer("decode_batch", 0, "Decode batch (default: one row per data-parallel device).")
 _TEXT_LENGTH = flags.DEFINE_integer("text_length", 0, "Text tokens per sequence (default: train.max_text_length).")
@@ -32,9 +34,10 @@ def main(argv):
     except (ValueError, RuntimeError) as e:
         common.fail(str(e))
     config = _CONFIG.value
-    with config.unlocked():
-        config.mesh.num_slices = _NUM_SLICES.value
-    experiment = common.validated_experiment(config, num_devices=len(devices))
+    dcn = config.mesh.dcn_data * config.mesh.dcn_fsdp * config.mesh.dcn_tensor
+    if _NUM_SLICES.value > 1 and dcn == 1:
+        config.mesh.dcn_data = _NUM_SLICES.value  # the data axis across the slices, as in training
+    experiment = common.validated_experiment(config, devices=devices)
     hbm, peak = tpu.generation.hbm_bytes, tpu.generation.peak_bf16_flops
     print(
         f"{_TOPOLOGY.value} x{_NUM_SLICES.value}: {len(devices)} devices ({devices[0].device_kind}), "
