@@ -180,21 +180,35 @@ class LaunchSpec:
             raise SpecError("--num_slices, --num_nodes, --num_processes and --devices_per_process are >= 1")
         if self.spot and self.reserved:
             raise SpecError("--spot and --reserved exclude each other")
-        dcn = {}
+        if is_tpu(self.accelerator):
+            self._check_mesh_across_slices()
+        for key, _ in self.env:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                raise SpecError(f"--env {key!r}: not a variable name")
+
+    def _check_mesh_across_slices(self) -> None:
+        """The mesh checks of the job's start that the overrides alone decide, made before any TPU is created."""
+        mesh = {}
         for override in self.overrides:
-            match = re.fullmatch(r"--config\.mesh\.(dcn_(?:data|fsdp|tensor))=(\d+)", override)
+            match = re.fullmatch(r"--config\.mesh\.(data|fsdp|tensor|dcn_data|dcn_fsdp|dcn_tensor)=(-?\d+)", override)
             if match:
-                dcn[match.group(1)] = int(match.group(2))
-        if dcn and is_tpu(self.accelerator) and math.prod(dcn.values()) != self.num_slices:
-            # The same check as the mesh's at start, made before any TPU is created.
+                mesh[match.group(1)] = int(match.group(2))
+        dcn = {k: v for k, v in mesh.items() if k.startswith("dcn_")}
+        if dcn and math.prod(dcn.values()) != self.num_slices:
             given = " x ".join(f"{k}={v}" for k, v in dcn.items())
             raise SpecError(
                 f"--config.mesh: {given} lays the mesh over {math.prod(dcn.values())} slices, "
                 f"but --num_slices={self.num_slices}"
             )
-        for key, _ in self.env:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-                raise SpecError(f"--env {key!r}: not a variable name")
+        if not dcn:  # several slices and no dcn field: the data axis is laid across them
+            dcn = {"dcn_data": self.num_slices}
+        for axis in ("data", "fsdp", "tensor"):
+            parts = dcn.get(f"dcn_{axis}", 1)
+            if mesh.get(axis, -1) != -1 and mesh[axis] % parts:
+                raise SpecError(
+                    f"--config.mesh.{axis}={mesh[axis]} does not split over {parts} slices "
+                    f"(dcn_{axis}={parts}; --num_slices={self.num_slices})"
+                )
 
     @property
     def config_file(self) -> str:

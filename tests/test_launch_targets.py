@@ -1,10 +1,18 @@
 """launch/launch.py: every target's rendering holds what LAUNCH.md requires; the runner drives fake tools.
 
-Rendering is checked by structure (parsed YAML, #SBATCH lines, argv recovered with shlex), not
-against a copy of its own output; shell scripts pass shellcheck. No test calls gcloud, kubectl,
-xpk or sbatch: the run tests put fake ones on PATH.
+Rendering is checked by structure (parsed YAML, #SBATCH lines, argv recovered with shlex), and
+each target's `--dry_run` for fixed inputs (and every README "Running at scale" command) must
+equal a reviewed snapshot under tests/snapshots/launch_*; shell scripts pass shellcheck. No test
+calls gcloud, kubectl, xpk or sbatch: the run tests put fake ones on PATH.
+
+When a rendering changes on purpose, regenerate the snapshots and review their diff before
+committing:
+
+    UPDATE_SNAPSHOTS=1 python -m pytest tests/test_launch_targets.py -k snapshot -p no:xdist
+    git diff tests/snapshots/
 """
 
+import difflib
 import io
 import os
 import re
@@ -33,12 +41,20 @@ GIT = CodeSource("git", "https://example.invalid/chatpose-jax.git", "0123456789a
 # Overrides with spaces and quotes must reach chatpose-train as the same argv items.
 OVERRIDES = ("--config.mesh.fsdp=-1", "--config.mesh.data=1", '--config.name=13b run\'s "main"')
 JOB = ["chatpose-train", "--config", "configs/llava15_13b.py:chatpose", "--workdir", "gs://bucket/c13", *OVERRIDES]
+# On two slices the data axis crosses them, fsdp stays inside each (data=1 could not split in two).
+MULTISLICE_OVERRIDES = ("--config.mesh.fsdp=4", "--config.mesh.dcn_data=2", OVERRIDES[-1])
+MULTISLICE_JOB = [*JOB[: -len(OVERRIDES)], *MULTISLICE_OVERRIDES]
 SHELLCHECK = shutil.which("shellcheck") or str(Path(sys.executable).parent / "shellcheck")
+SNAPSHOTS = REPO / "tests" / "snapshots"
+UPDATE_SNAPSHOTS = os.environ.get("UPDATE_SNAPSHOTS") == "1"
+# Fixed inputs that would otherwise come from this machine: the code's commit and the interpreter.
+FIXED = ("--repo", GIT.location, "--commit", GIT.commit, "--python", "python3")
 
 
 def spec(target, **kw) -> LaunchSpec:
     base = dict(target=target, name="c13", workdir="gs://bucket/c13", config="configs/llava15_13b.py:chatpose")
-    base.update(overrides=OVERRIDES, code=GIT, zone="us-east5-a", cluster="k", docker_image="img:1")
+    overrides = MULTISLICE_OVERRIDES if kw.get("num_slices", 1) > 1 else OVERRIDES
+    base.update(overrides=overrides, code=GIT, zone="us-east5-a", cluster="k", docker_image="img:1")
     base.update(kw)
     return LaunchSpec(**base)
 
@@ -86,7 +102,7 @@ def test_tpu_vm_installs_clears_the_lock_and_starts_every_worker_of_every_slice(
     assert len(set(run.logs)) == 8 and run.logs[run.show].endswith("slice-0-worker-0.log")
     for s in run.steps:
         assert "export CHATPOSE_PLATFORM=tpu" in s.argv[-1]
-        ends_with_job(s.argv[-1])
+        ends_with_job(s.argv[-1], MULTISLICE_JOB)
         shellcheck(s.argv[-1], "sh")
     assert [s.argv[5] for s in run.on_failure] == ["c13-0", "c13-1"]
     assert all("kill -TERM" in s.argv[-1] and "--worker=all" in s.argv for s in run.on_failure)
@@ -136,7 +152,7 @@ def test_gke_tpu_jobset_has_a_replica_per_slice_and_the_tpu_fields():
         "cloud.google.com/gke-tpu-topology": "16x16",
     }
     (container,) = pod["containers"]
-    assert container["command"] == JOB and container["image"] == "img:1"
+    assert container["command"] == MULTISLICE_JOB and container["image"] == "img:1"
     assert container["resources"]["limits"]["google.com/tpu"] == 4
     assert {p["containerPort"] for p in container["ports"]} == {8471, 8080}
     env = {e["name"]: e for e in container["env"]}
@@ -170,7 +186,7 @@ def test_xpk_workload_create():
     flag = lambda name: argv[argv.index(name) + 1]  # noqa: E731
     assert (flag("--cluster"), flag("--workload"), flag("--docker-image")) == ("k", "c13", "img:1")
     assert (flag("--tpu-type"), flag("--num-slices"), flag("--max-restarts")) == ("v5litepod-256", "2", "7")
-    ends_with_job(flag("--command"))
+    ends_with_job(flag("--command"), MULTISLICE_JOB)
     (gpu,) = xpk.plan(spec("xpk", accelerator="h100-80gb-8", num_nodes=4))
     assert gpu.argv[gpu.argv.index("--device-type") + 1] == "h100-80gb-8" and "--num-nodes" in gpu.argv
 
@@ -221,6 +237,82 @@ def test_usage_errors_name_the_flag():
     with pytest.raises(SpecError, match=r"dcn_data=4 lays the mesh over 4 slices, but --num_slices=2"):
         spec("gke", accelerator="v5e-256", num_slices=2, overrides=("--config.mesh.dcn_data=4",))
     assert spec("gke", accelerator="v5e-256", num_slices=2, overrides=("--config.mesh.dcn_data=2",)).num_slices == 2
+    with pytest.raises(SpecError, match=r"--config.mesh.data=1 does not split over 2 slices \(dcn_data=2"):
+        spec("gke", accelerator="v5e-256", num_slices=2, overrides=("--config.mesh.data=1", "--config.mesh.fsdp=-1"))
+
+
+def dry_run(argv: list[str]) -> str:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        status = launch.main([*argv, "--dry_run"])
+    assert status == 0, argv
+    return out.getvalue()
+
+
+def assert_equals_snapshot(name: str, text: str) -> None:
+    """`text` equals tests/snapshots/NAME, else fails with a unified diff (UPDATE_SNAPSHOTS=1 rewrites it)."""
+    path = SNAPSHOTS / name
+    # Output that depends on this machine would never match on another one.
+    for local in (str(REPO), sys.executable, "/tmp/pytest"):
+        assert local not in text, f"{name}: the rendering holds the machine-specific {local!r}"
+    if UPDATE_SNAPSHOTS:
+        path.write_text(text, encoding="utf-8")
+        return
+    assert path.exists(), f"{path} is missing: run UPDATE_SNAPSHOTS=1 on this test and review the new file"
+    want = path.read_text(encoding="utf-8")
+    if text != want:
+        diff = difflib.unified_diff(
+            want.splitlines(keepends=True), text.splitlines(keepends=True), f"snapshots/{name}", "rendered now"
+        )
+        pytest.fail(
+            f"--dry_run output differs from tests/snapshots/{name}; if the change is meant, rerun with "
+            f"UPDATE_SNAPSHOTS=1 and review the diff:\n{''.join(diff)}",
+            pytrace=False,
+        )
+
+
+TARGET_SNAPSHOTS = {
+    # Two small slices, so every per-slice and per-worker step shows without 64 copies of it.
+    "launch_tpu_vm.sh": [
+        "tpu-vm", *MULTISLICE_OVERRIDES, "--accelerator", "v5e-16", "--num_slices", "2", "--zone", "us-west4-a",
+        "--spot",
+    ],
+    "launch_queued_resource.sh": [
+        "queued-resource", *OVERRIDES, "--accelerator", "v5p-128", "--zone", "us-east5-a", "--reserved",
+    ],
+    "launch_xpk.sh": [
+        "xpk", *MULTISLICE_OVERRIDES, "--accelerator", "v5e-256", "--num_slices", "2", "--cluster", "k",
+        "--docker_image", "img:1", "--max_restarts", "5",
+    ],
+    "launch_gke_tpu.sh": [
+        "gke", *MULTISLICE_OVERRIDES, "--accelerator", "v5e-256", "--num_slices", "2", "--docker_image", "img:1",
+        "--max_restarts", "5",
+    ],
+    "launch_gke_h100.sh": [
+        "gke", *OVERRIDES, "--accelerator", "h100-80gb-8", "--num_nodes", "4", "--docker_image", "img:1",
+    ],
+    "launch_slurm.sh": [
+        "slurm", *OVERRIDES, "--accelerator", "h100-80gb-8", "--num_nodes", "4", "--partition", "gpu",
+        "--time", "2-00:00:00",
+    ],
+    "launch_local.sh": [
+        "local", *OVERRIDES, "--num_processes", "2", "--devices_per_process", "2", "--env", "TF_CPP_MIN_LOG_LEVEL=2",
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(TARGET_SNAPSHOTS))
+def test_dry_run_equals_the_reviewed_snapshot(name):
+    argv = TARGET_SNAPSHOTS[name]
+    common = ["--config", "configs/llava15_13b.py:chatpose", "--workdir", "gs://bucket/c13", "--name", "c13"]
+    text = dry_run([argv[0], *common, *argv[1:], *FIXED])
+    assert text == dry_run([argv[0], *common, *argv[1:], *FIXED])  # nothing varies between runs
+    shellcheck(text)
+    if argv[0] == "gke":  # the manifest inside the heredoc parses and runs the job
+        manifest = text.split(f"<<'{render.HEREDOC}'\n", 1)[1].rsplit(f"{render.HEREDOC}\n", 1)[0]
+        pod = yaml.safe_load(manifest)["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
+        assert pod["containers"][0]["command"] == (MULTISLICE_JOB if "--num_slices" in argv else JOB)
+    assert_equals_snapshot(name, text)
 
 
 def readme_commands() -> list[list[str]]:
@@ -234,16 +326,17 @@ def readme_commands() -> list[list[str]]:
     ]
 
 
-def test_readme_commands_render():
+def test_readme_commands_render_as_the_reviewed_snapshot():
+    """Every README "Running at scale" command, with the code's commit and the interpreter fixed."""
     commands = readme_commands()
     targets = [c[0] for c in commands]
     assert {"tpu-vm", "queued-resource", "xpk", "gke", "slurm", "local"} <= set(targets), targets
+    parts = []
     for argv in commands:
-        out = io.StringIO()
-        with redirect_stdout(out):
-            status = launch.main([*argv, "--repo", GIT.location, "--commit", GIT.commit, "--dry_run"])
-        assert status == 0, argv
-        shellcheck(out.getvalue())
+        text = dry_run([*argv, *FIXED])
+        shellcheck(text)
+        parts.append(f"### python launch/launch.py {shlex.join(argv)} {shlex.join(FIXED)}\n{text}")
+    assert_equals_snapshot("launch_readme.txt", "\n".join(parts))
 
 
 def test_local_target_runs_the_collective_check_across_two_processes():
