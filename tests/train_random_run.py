@@ -50,6 +50,18 @@ def make_source(experiment, mesh, split):
 
 if __name__ == "__main__":
     workdir, steps, *overrides = sys.argv[1:]
+    # Under launch/local.py the processes join one job first; a lone process starts nothing.
+    from chatpose_jax import parallel
+
+    parallel.initialize()
     experiment = load_experiment(small_tiny_config(int(steps), overrides))
+    import jax
+    import numpy as np
+
+    from chatpose_jax.parallel.mesh import make_mesh
+
+    # The loop builds this same mesh from the config: show which process holds each (data, fsdp) cell.
+    processes = np.vectorize(lambda d: d.process_index)(make_mesh(experiment.mesh).devices)[:, :, 0]
+    print(f"mesh processes {processes.tolist()} (process {jax.process_index()})", flush=True)
     train_and_evaluate(experiment, workdir, make_source=make_source, progress=False)
     print("RUN FINISHED")
