@@ -6,7 +6,8 @@ human-proportioned T-pose skeleton (metres, y up, facing +z, the body's left on 
 mesh of tapered capsules and ellipsoids around the bones (every part a closed surface, so the whole
 mesh is watertight), smooth skinning weights, plausible shape directions (height, girth, leg
 length, shoulder width, belly, plus smooth random fields), small smooth pose correctives, a joint
-regressor that reproduces the skeleton from the mesh, and an H36M-style 17-joint regressor.
+regressor that reproduces the skeleton from the mesh, an H36M-style 17-joint regressor and a
+4D-Humans-style 19-joint one (`SMPL_to_J19.pkl`).
 Everything is deterministic for a given seed.
 """
 
@@ -518,6 +519,55 @@ def h36m_targets(model_type: str) -> np.ndarray:
     return np.stack([special[n] if n in special else at(n) for n in H36M_JOINT_NAMES])
 
 
+# 4D-Humans' `SMPL_to_J19.pkl` rows, SPIN's first 19 joints (LSP 0-13, MPII pelvis and thorax,
+# H36M spine, jaw and head). Its hips, neck and pelvis sit apart from the H36M regressor's, as the
+# real regressors' do, so the two protocols give different numbers for the same bodies.
+J19_JOINT_NAMES = (
+    "right_ankle",
+    "right_knee",
+    "right_hip",
+    "left_hip",
+    "left_knee",
+    "left_ankle",
+    "right_wrist",
+    "right_elbow",
+    "right_shoulder",
+    "left_shoulder",
+    "left_elbow",
+    "left_wrist",
+    "neck",
+    "head_top",
+    "pelvis",
+    "thorax",
+    "spine",
+    "jaw",
+    "head",
+)
+
+
+def j19_targets(model_type: str) -> np.ndarray:
+    """float[19, 3] metres: where the synthetic `SMPL_to_J19` regressor puts its joints on the rest mesh."""
+    names = skeletons.JOINT_NAMES[model_type]
+    joints = rest_joints(model_type)
+
+    def at(name):
+        return joints[names.index(name)]
+
+    lsp_hip = np.array([0.015, -0.035, 0.0])  # LSP hips: lower and wider than SMPL's
+    special = {
+        "right_hip": at("right_hip") + lsp_hip * np.array([-1.0, 1.0, 1.0]),
+        "left_hip": at("left_hip") + lsp_hip,
+        "neck": at("neck") + np.array([0.0, -0.02, 0.01]),
+        "head_top": np.array([0.0, 0.54, 0.02]),
+        "pelvis": 0.5 * (at("left_hip") + at("right_hip")) + np.array([0.0, -0.03, 0.0]),
+        "thorax": 0.5 * (at("spine3") + at("neck")),
+        "spine": 0.5 * (at("spine1") + at("spine2")),
+        "jaw": np.array([0.0, 0.40, 0.08]),
+        "head": np.array([0.0, 0.55, 0.03]),
+    }
+    return np.stack([special[n] if n in special else at(n) for n in J19_JOINT_NAMES])
+
+
 def _smooth_field(points: np.ndarray, rng: np.random.Generator, num: int, width: float, amp: float) -> np.ndarray:
     """A smooth random displacement field: float[N, 3], a sum of `num` Gaussian bumps."""
     lo, hi = points.min(0), points.max(0)
@@ -717,6 +767,15 @@ def write_h36m_regressor(path: str, model_type: str = "smpl") -> str:
     mesh = build_mesh(model_type)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     np.save(path, joint_regressor(mesh.verts, h36m_targets(model_type)))
+    return path
+
+
+def write_j19_regressor(path: str, model_type: str = "smpl") -> str:
+    """Write a (19, V) `SMPL_to_J19.pkl` (a pickled float array, as 4D-Humans ships it) for the synthetic mesh."""
+    mesh = build_mesh(model_type)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "wb") as f:
+        pickle.dump(joint_regressor(mesh.verts, j19_targets(model_type)), f, protocol=2)
     return path
 
 

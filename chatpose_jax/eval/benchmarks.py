@@ -2,7 +2,9 @@
 
 Each benchmark is a test split of a TFDS builder of `data_pipelines` (the same examples training
 reads): 3DPW test and H36M protocol 2 from `hmr_images`, RPE from `rpe`, PoseScript test from
-`posescript`, SPG from `spg`. Prompts are fixed per benchmark: the first question of the
+`posescript`, SPG from `spg`. Under the 4D-Humans protocol (`protocol="hmr2"`) 3DPW and H36M are
+read from 4D-Humans' own evaluation files (`hmr_images/hmr2`: 3dpw_test, h36m_val_p2), whose
+ground truth is their 3D keypoints. Prompts are fixed per benchmark: the first question of the
 supplement's Table 1 for images, of Table 3 for texts; RPE prefixes its description as training does.
 
 Frames: roots are y-up (the builders' default config), as the model predicts them; H36M joints
@@ -17,13 +19,20 @@ import os
 import numpy as np
 
 # What each benchmark reads: (TFDS dataset, split, input kind, ground truth kind).
-#   image/smpl: pose + betas + gender through the gendered body model; image/joints: SPIN's `S`.
+#   image/smpl: pose + betas + gender through the gendered body model; image/joints: the file's 3D
+#   joints (SPIN's `S`, or 4D-Humans' `extra_keypoints_3d` in rows 0..18).
 BENCHMARKS = {
     "3dpw": ("hmr_images", "3dpw_test", "image", "smpl"),
     "h36m": ("hmr_images", "h36m_valid_protocol2", "image", "joints"),
     "rpe": ("rpe", "test", "image", "smpl"),
     "posescript": ("posescript", "test", "text", "pose"),
     "spg": ("spg", "test", "text", "pose"),
+}
+PROTOCOLS = ("spin", "hmr2")
+# What the hmr2 protocol reads instead (4D-Humans' files, scored against their `extra_keypoints_3d`).
+HMR2_BENCHMARKS = {
+    "3dpw": ("hmr_images/hmr2", "3dpw_test", "image", "joints"),
+    "h36m": ("hmr_images/hmr2", "h36m_val_p2", "image", "joints"),
 }
 # Where the mean pose of the baseline comes from: the training split of the same kind of data.
 MEAN_POSE_SOURCE = {"image": ("hmr_images", "train"), "text": ("posescript", "train")}
@@ -43,7 +52,7 @@ class BenchmarkData:
     images: N encoded images or None; crops: float32[N, 3] (center x, y pixels, scale = box / 200);
     global_orient: float32[N, 3], body_pose: float32[N, 69] axis-angle radians (y-up);
     betas: float32[N, 10]; gender: str[N] 'm' | 'f' | 'n'; joints_3d: float32[N, 24, 4] SPIN `S`
-    (y-up, metres; zeros when absent).
+    or 4D-Humans' extra keypoints in rows 0..18 (y-up, metres; zeros when absent).
     """
 
     name: str
@@ -87,7 +96,7 @@ def _builder(dataset: str, split: str, data_dir: str, name: str):
     except Exception as e:  # tfds raises several kinds for an unprepared dataset
         raise BenchmarkError(
             f"benchmark {name}: dataset {dataset} is not prepared in {data_dir} "
-            f"(chatpose-data prepare {dataset} --manual_dir RAW --data_dir {data_dir}): {e}"
+            f"({_prepare_command(dataset, data_dir)}): {e}"
         ) from e
     if split not in splits:
         raise BenchmarkError(
@@ -99,14 +108,25 @@ def _builder(dataset: str, split: str, data_dir: str, name: str):
     return builder
 
 
-def num_examples(name: str, data_dir: str) -> int:
-    dataset, split, _, _ = _spec(name)
+def _prepare_command(dataset: str, data_dir: str) -> str:
+    name, _, config = dataset.partition("/")
+    config_flag = f" --builder_config {config}" if config else ""
+    return f"chatpose-data prepare {name} --manual_dir RAW{config_flag} --data_dir {data_dir}"
+
+
+def num_examples(name: str, data_dir: str, protocol: str = "spin") -> int:
+    dataset, split, _, _ = spec(name, protocol)
     return _builder(dataset, split, data_dir, name).info.splits[split].num_examples
 
 
-def _spec(name: str):
+def spec(name: str, protocol: str = "spin") -> tuple[str, str, str, str]:
+    """(TFDS dataset, split, input kind, ground-truth kind) of benchmark `name` under `protocol`."""
     if name not in BENCHMARKS:
         raise BenchmarkError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
+    if protocol not in PROTOCOLS:
+        raise BenchmarkError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+    if protocol == "hmr2" and name in HMR2_BENCHMARKS:
+        return HMR2_BENCHMARKS[name]
     return BENCHMARKS[name]
 
 
@@ -117,11 +137,20 @@ def host_range(n: int, process_index: int, process_count: int) -> tuple[int, int
 
 
 def read_benchmark(
-    name: str, data_dir: str, *, with_images: bool = True, shard: tuple[int, int] = (0, 1), image_rows=None
+    name: str,
+    data_dir: str,
+    *,
+    with_images: bool = True,
+    shard: tuple[int, int] = (0, 1),
+    image_rows=None,
+    protocol: str = "spin",
+    limit: int = 0,
 ):
     """BenchmarkData of benchmark `name` in `data_dir` (the slice `shard` = (index, count) of it).
 
     image_rows: keep the encoded images of these rows only (the others are None), to bound memory.
+    protocol: 'spin' or 'hmr2' (which files 3DPW and H36M are read from; see `spec`).
+    limit: read only the first `limit` examples of the split (0: all); `shard` slices those.
 
     Raises:
       BenchmarkError: unknown name, dataset not prepared, split missing or empty (naming the folder).
@@ -130,9 +159,10 @@ def read_benchmark(
 
     from data_pipelines.orientation import CAMERA_TO_Y_UP
 
-    dataset, split, kind, truth = _spec(name)
+    dataset, split, kind, truth = spec(name, protocol)
     builder = _builder(dataset, split, data_dir, name)
-    start, stop = host_range(builder.info.splits[split].num_examples, *shard)
+    total = builder.info.splits[split].num_examples
+    start, stop = host_range(min(total, limit) if limit > 0 else total, *shard)
     has_image = "image" in builder.info.features
     decoders = {"image": tfds.decode.SkipDecoding()} if has_image else None
     ds = builder.as_dataset(split=f"{split}[{start}:{stop}]", shuffle_files=False, decoders=decoders)
@@ -142,7 +172,7 @@ def read_benchmark(
     def field(key, shape, dtype=np.float32):
         return np.stack([np.asarray(r[key], dtype) for r in rows]) if n and key in rows[0] else np.zeros((n, *shape))
 
-    if dataset == "hmr_images":
+    if dataset.partition("/")[0] == "hmr_images":
         ids = [f"{r['source'].decode()}/{r['image_name'].decode()}" for r in rows]
         texts = [""] * n
     elif dataset == "posescript":

@@ -1,4 +1,4 @@
-"""3D pose metrics: MPJPE, PA-MPJPE, PVE, and the 14 LSP joints of the SPIN protocol.
+"""3D pose metrics: MPJPE, PA-MPJPE, PVE, and the 14 joints of the SPIN and 4D-Humans protocols.
 
 All errors are per sample, `float[B]`, in the units of the input (multiply metres by 1000 for the
 millimetres papers report), and every function is pure and jit-able.
@@ -17,6 +17,12 @@ import numpy as np
 H36M_TO_LSP14 = (6, 5, 4, 1, 2, 3, 16, 15, 14, 11, 12, 13, 8, 10)
 H36M_PELVIS = 0
 NUM_H36M_JOINTS = 17
+# 4D-Humans (HMR2.0): `SMPL_to_J19.pkl` regresses SPIN's first 19 joints, appended after the 25
+# OpenPose joints (model joints 25..43). Its evaluator centres on joint 39 (= J19 row 14, the MPII
+# pelvis) and scores joints [25..37, 43] (= J19 rows 0..12 and 18: the same 14 joints as SPIN's).
+NUM_J19_JOINTS = 19
+J19_PELVIS = 14
+J19_TO_14 = tuple(range(13)) + (18,)
 
 
 def mpjpe(pred: jnp.ndarray, target: jnp.ndarray) -> jnp.ndarray:
@@ -89,3 +95,53 @@ def lsp14_joints(vertices: jnp.ndarray, h36m_regressor: jnp.ndarray) -> jnp.ndar
     joints = jnp.einsum("jv,bvc->bjc", h36m_regressor, vertices)
     pelvis = joints[:, H36M_PELVIS : H36M_PELVIS + 1]
     return joints[:, list(H36M_TO_LSP14)] - pelvis
+
+
+def load_j19_regressor(path: str, num_vertices: int | None = None) -> np.ndarray:
+    """Read 4D-Humans' `SMPL_to_J19.pkl` (a pickled float[19, V] array; `.npy` also read).
+
+    Raises ValueError naming the file and shapes.
+    """
+    import pickle
+
+    path = os.fspath(path)
+    try:
+        if path.endswith(".npy"):
+            regressor = np.load(path, allow_pickle=False)
+        else:
+            with open(path, "rb") as f:
+                regressor = pickle.load(f, encoding="latin1")
+        if hasattr(regressor, "toarray"):  # a scipy sparse matrix
+            regressor = regressor.toarray()
+        regressor = np.asarray(regressor, np.float32)
+    except (OSError, ValueError, pickle.UnpicklingError, EOFError) as err:
+        raise ValueError(f"{path}: not a 4D-Humans joint regressor ({err})") from err
+    if (
+        regressor.ndim != 2
+        or regressor.shape[0] != NUM_J19_JOINTS
+        or (num_vertices and regressor.shape[1] != num_vertices)
+    ):
+        raise ValueError(
+            f"{path}: J19 regressor has shape {regressor.shape}; expected ({NUM_J19_JOINTS}, {num_vertices or 'V'})"
+        )
+    return regressor
+
+
+def hmr2_joints14(vertices: jnp.ndarray, j19_regressor: jnp.ndarray) -> jnp.ndarray:
+    """The 14 joints of the 4D-Humans protocol, centred on the regressed MPII pelvis.
+
+    vertices: float[B, V, 3]; j19_regressor: float[19, V] -> float[B, 14, 3] (input units).
+    """
+    if j19_regressor.shape != (NUM_J19_JOINTS, vertices.shape[1]):
+        raise ValueError(
+            f"j19_regressor has shape {tuple(j19_regressor.shape)}; expected ({NUM_J19_JOINTS}, {vertices.shape[1]})"
+        )
+    joints = jnp.einsum("jv,bvc->bjc", j19_regressor, vertices)
+    return joints[:, list(J19_TO_14)] - joints[:, J19_PELVIS : J19_PELVIS + 1]
+
+
+def hmr2_keypoints14(keypoints_j19: np.ndarray) -> np.ndarray:
+    """Ground-truth 3D keypoints float[N, 19, >=3] (4D-Humans' `extra_keypoints_3d`) -> float[N, 14, 3],
+    centred on row 14 (the pelvis, model joint 39) as 4D-Humans' evaluator does."""
+    k = np.asarray(keypoints_j19)[..., :3]
+    return (k[:, list(J19_TO_14)] - k[:, J19_PELVIS : J19_PELVIS + 1]).astype(np.float32)

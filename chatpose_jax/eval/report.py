@@ -24,6 +24,11 @@ RETRIEVAL_NOTE = (
     "the paper's PoseScript row used the journal-version retrieval model."
 )
 SHAPE_NOTE = "ChatPose predicts no body shape: predictions use zero betas on the neutral model, which costs MPJPE."
+PROTOCOL_NOTES = {
+    "spin": "Image benchmarks: SPIN's protocol (14 joints from J_regressor_h36m, centred on the regressed pelvis).",
+    "hmr2": "Image benchmarks: 4D-Humans' protocol (joints [25..37, 43] from SMPL_to_J19, centred on joint 39); "
+    "3DPW and H36M read from 4D-Humans' evaluation files, scored against their 3D keypoints.",
+}
 
 
 def columns(name: str) -> list[str]:
@@ -54,7 +59,8 @@ def markdown(metrics: dict, label: str = "ours") -> str:
         for row_name, row in rows:
             lines.append(f"| {row_name} | " + " | ".join(_cell(row.get(c)) for c in cols) + " |")
         lines.append("")
-    lines += [f"- {SHAPE_NOTE}", f"- {RETRIEVAL_NOTE}", ""]
+    notes = metrics.get("notes", {})
+    lines += [f"- {note}" for note in (notes.get("protocol"), SHAPE_NOTE, RETRIEVAL_NOTE) if note] + [""]
     return "\n".join(lines)
 
 

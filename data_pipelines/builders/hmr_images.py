@@ -11,10 +11,13 @@ Evaluation files read as published: SPIN's `3dpw_test.npz` (pose, shape, gender)
 extra_keypoints_3d, optional gender; scale in pixels). Missing keys are zeros.
 
 Layout of MANUAL_DIR: npz/NAME.npz with images under images/NAME/<imgname> (or images/<imgname>),
-tars/*.tar (4D-Humans webdataset shards: KEY.jpg + KEY.data.pyd). Splits: an npz whose name
-holds 'test', 'val' or 'valid' becomes its own split (e.g. '3dpw_test'); every other npz and all
-tars form 'train'. Config 'default' turns the root from the OpenCV camera frame into the y-up
-camera frame (see data_pipelines.orientation); 'camera' keeps the files' frame.
+tars/*.tar (4D-Humans webdataset shards: KEY.jpg + KEY.data.pyd), and 4D-Humans' evaluation files
+hmr2_evaluation_data/NAME.npz (its own folder: 4D-Humans' 3dpw_test.npz has the name of SPIN's).
+Splits: an npz whose name holds 'test', 'val' or 'valid' becomes its own split (e.g.
+'3dpw_test'); every other npz and all tars form 'train'. Config 'default' turns the root from the
+OpenCV camera frame into the y-up camera frame (see data_pipelines.orientation); 'camera' keeps
+the files' frame; 'hmr2' reads hmr2_evaluation_data/*.npz only (y-up), each file its own split
+('3dpw_test', 'h36m_val_p2', ...), for the 4D-Humans protocol.
 """
 
 from __future__ import annotations
@@ -37,6 +40,12 @@ EVAL_WORDS = ("test", "val", "valid")
 @dataclasses.dataclass
 class HmrImagesConfig(tfds.core.BuilderConfig):
     y_up: bool = True  # root in the y-up camera frame (a person upright facing the camera = identity)
+    npz_folder: str = "npz"  # folder of MANUAL_DIR holding the annotation files
+    read_tars: bool = True  # also read tars/*.tar into 'train'
+    every_file_a_split: bool = False  # each npz its own split, named by its stem (evaluation files)
+
+
+HMR2_EVAL_FOLDER = "hmr2_evaluation_data"  # 4D-Humans' folder name for its evaluation npz files
 
 
 def split_name(stem: str) -> str:
@@ -81,11 +90,19 @@ class HmrImages(tfds.core.GeneratorBasedBuilder):
     BUILDER_CONFIGS = [
         HmrImagesConfig(name="default", description="root in the y-up camera frame"),
         HmrImagesConfig(name="camera", description="root in the files' OpenCV camera frame", y_up=False),
+        HmrImagesConfig(
+            name="hmr2",
+            description="4D-Humans evaluation files (hmr2_evaluation_data/*.npz), one split each, root y-up",
+            npz_folder=HMR2_EVAL_FOLDER,
+            read_tars=False,
+            every_file_a_split=True,
+        ),
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = """
     MANUAL_DIR/npz/NAME.npz (SPIN / 4D-Humans annotation files) with their images under
     MANUAL_DIR/images/NAME/ (paths as in `imgname`), and/or 4D-Humans webdataset shards in
-    MANUAL_DIR/tars/*.tar.
+    MANUAL_DIR/tars/*.tar. Config hmr2: 4D-Humans' evaluation files in MANUAL_DIR/hmr2_evaluation_data/
+    (3dpw_test.npz, h36m_val_p2.npz, ...) with their images under MANUAL_DIR/images/NAME/.
     """
 
     def __init__(self, *, strict: bool = False, **kwargs):
@@ -114,14 +131,18 @@ class HmrImages(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         manual = os.fspath(dl_manager.manual_dir)
-        npz_files = sorted(glob.glob(os.path.join(manual, "npz", "*.npz")))
-        tars = sorted(glob.glob(os.path.join(manual, "tars", "*.tar")))
+        config = self.builder_config
+        npz_files = sorted(glob.glob(os.path.join(manual, config.npz_folder, "*.npz")))
+        tars = sorted(glob.glob(os.path.join(manual, "tars", "*.tar"))) if config.read_tars else []
         if not npz_files and not tars:
-            raise FileNotFoundError(f"hmr_images: no npz/*.npz or tars/*.tar in {manual}")
+            wanted = f"{config.npz_folder}/*.npz" + (" or tars/*.tar" if config.read_tars else "")
+            raise FileNotFoundError(f"hmr_images ({config.name}): no {wanted} in {manual}")
         bad = common.BadRecords("hmr_images", self._strict)
         groups: dict[str, list] = {}
         for path in npz_files:
-            groups.setdefault(split_name(os.path.splitext(os.path.basename(path))[0]), []).append(("npz", path))
+            stem = os.path.splitext(os.path.basename(path))[0]
+            split = re.sub(r"[^a-z0-9_]+", "_", stem.lower()) if config.every_file_a_split else split_name(stem)
+            groups.setdefault(split, []).append(("npz", path))
         for path in tars:
             groups.setdefault("train", []).append(("tar", path))
         return {split: self._generate_examples(split, sources, manual, bad) for split, sources in groups.items()}

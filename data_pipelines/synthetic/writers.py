@@ -5,12 +5,14 @@ release holds there; `synthesize` writes all of them plus the body model and a t
 
     OUT/body_models/smpl/SMPL_{NEUTRAL,MALE,FEMALE}.pkl  the synthetic SMPL (three differing genders)
     OUT/body_models/J_regressor_h36m.npy     the 17 H36M joints of the synthetic mesh
+    OUT/body_models/SMPL_to_J19.pkl          4D-Humans' 19 extra joints of the synthetic mesh
     OUT/tokenizer/                           1000 pieces + <image>, <pad>, <POSE>
     OUT/posescript/posescript_release/*.json PoseScript V2 (and V1) release files
     OUT/posescript/AMASS/<set>/<subj>/*.npz  AMASS SMPL-H sequences (`poses` (frames, 156), z-up)
     OUT/hmr_images/npz/*.npz + images/<set>/ SPIN-style annotation files and their images, with the
                                              evaluation files 3dpw_test.npz, h36m_valid_protocol2.npz
-                                             (SPIN) and h36m_val_p2.npz (4D-Humans layout)
+    OUT/hmr_images/hmr2_evaluation_data/     4D-Humans' evaluation files 3dpw_test.npz, h36m_val_p2.npz
+                                             (same people and images as SPIN's)
     OUT/hmr_images/tars/*.tar                4D-Humans webdataset shards (jpg + data.pyd)
     OUT/llava_instruct/llava_instruct_150k.json + coco/train2017/*.jpg
     OUT/spg/spg.json                         text + pose pairs
@@ -38,6 +40,7 @@ from data_pipelines.orientation import (
 from data_pipelines.synthetic import posecodes, poses, scenes
 
 AUTO_VERSIONS = "ABCDEF"  # PoseScript V1's automatic caption files
+HMR2_EVAL_FOLDER = "hmr2_evaluation_data"  # 4D-Humans' evaluation files (hmr_images config 'hmr2')
 
 
 def _dump_json(path: str, obj) -> None:
@@ -152,13 +155,44 @@ def h36m_s_array(body_model, h36m_regressor: np.ndarray, global_orient, body_pos
     return s
 
 
-def write_h36m_eval(root: str, body_model, h36m_regressor: np.ndarray, num_images: int, seed: int) -> dict:
+def j19_keypoints(body_model, j19_regressor: np.ndarray, global_orient, body_pose, betas) -> np.ndarray:
+    """4D-Humans' `extra_keypoints_3d` float[N, 19, 4] of posed bodies: `SMPL_to_J19` joints in the
+    frame of `global_orient` (metres, not centred), column 3 = 1 (confidence)."""
+    verts, _ = scenes.pose_bodies(body_model, np.asarray(global_orient, np.float32),
+                                  np.asarray(body_pose, np.float32), np.asarray(betas, np.float32))  # fmt: skip
+    out = np.ones((len(verts), 19, 4))
+    out[..., :3] = np.einsum("jv,nvc->njc", np.asarray(j19_regressor, np.float64), verts)
+    return out
+
+
+def write_hmr2_npz(path: str, imgname, center, scale, pose, betas, keypoints_3d, gender=None) -> None:
+    """One 4D-Humans evaluation file: imgname, center, scale (pixels), body_pose (N, 72) + has_body_pose,
+    betas (N, 10) + has_betas, body/extra_keypoints_2d (N, 25|19, 3), body/extra_keypoints_3d
+    (N, 25|19, 4), optional gender. `pose` / `betas` None: zeros with has_* = 0 (H36M ships no SMPL)."""
+    n = len(imgname)
+    arrays = dict(
+        imgname=np.asarray(imgname), center=np.asarray(center, np.float64), scale=np.asarray(scale) * 200.0,
+        body_pose=np.zeros((n, 72)) if pose is None else np.asarray(pose, np.float64),
+        has_body_pose=np.zeros(n) if pose is None else np.ones(n),
+        betas=np.zeros((n, 10)) if betas is None else np.asarray(betas, np.float64),
+        has_betas=np.zeros(n) if betas is None else np.ones(n),
+        body_keypoints_2d=np.zeros((n, 25, 3)), extra_keypoints_2d=np.zeros((n, 19, 3)),
+        body_keypoints_3d=np.zeros((n, 25, 4)), extra_keypoints_3d=np.asarray(keypoints_3d, np.float64),
+    )  # fmt: skip
+    if gender is not None:
+        arrays["gender"] = np.asarray(gender)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    np.savez(path, **arrays)
+
+
+def write_h36m_eval(
+    root: str, body_model, h36m_regressor: np.ndarray, num_images: int, seed: int, j19_regressor=None
+) -> dict:
     """H36M protocol-2 style evaluation files from `num_images` rendered people (camera frame).
 
     npz/h36m_valid_protocol2.npz: SPIN's keys imgname, center, scale (box / 200), S (N, 24, 4).
-    npz/h36m_val_p2.npz: 4D-Humans' keys imgname, center, scale (pixels), body_pose (N, 72) +
-    has_body_pose (0, as H36M ships no SMPL), betas + has_betas, body/extra_keypoints_2d (N, 25|19, 3),
-    body/extra_keypoints_3d (N, 25|19, 4) with extra = SPIN's first 19 joints. Both share the images.
+    hmr2_evaluation_data/h36m_val_p2.npz (with `j19_regressor`): 4D-Humans' layout (`write_hmr2_npz`),
+    no SMPL, extra_keypoints_3d from the J19 regressor. Both share the images.
     """
     shown = _scenes(body_model, num_images, seed)
     go = np.stack([s.global_orient for s in shown])
@@ -176,19 +210,22 @@ def write_h36m_eval(root: str, body_model, h36m_regressor: np.ndarray, num_image
     os.makedirs(os.path.join(root, "npz"), exist_ok=True)
     np.savez(os.path.join(root, "npz", "h36m_valid_protocol2.npz"), imgname=np.asarray(imgnames), center=center,
              scale=scale, S=s_array)  # fmt: skip
-    n = len(shown)
-    np.savez(
-        os.path.join(root, "npz", "h36m_val_p2.npz"),
-        imgname=np.asarray(imgnames), center=center, scale=scale * 200.0,
-        body_pose=np.zeros((n, 72)), has_body_pose=np.zeros(n), betas=np.zeros((n, 10)), has_betas=np.zeros(n),
-        body_keypoints_2d=np.zeros((n, 25, 3)), extra_keypoints_2d=np.zeros((n, 19, 3)),
-        body_keypoints_3d=np.zeros((n, 25, 4)), extra_keypoints_3d=s_array[:, :19],
-    )  # fmt: skip
+    if j19_regressor is not None:
+        keypoints = j19_keypoints(body_model, j19_regressor, go, bp, betas)
+        write_hmr2_npz(os.path.join(root, HMR2_EVAL_FOLDER, "h36m_val_p2.npz"), imgnames, center, scale, None, None,
+                       keypoints)  # fmt: skip
     return {"S": s_array, "scenes": shown}
 
 
 def write_hmr_images(
-    root: str, body_model, num_images: int = 200, seed: int = 1, num_tar_shards: int = 2, h36m_regressor=None
+    root: str,
+    body_model,
+    num_images: int = 200,
+    seed: int = 1,
+    num_tar_shards: int = 2,
+    h36m_regressor=None,
+    j19_regressor=None,
+    gendered_models: dict | None = None,
 ) -> dict:
     """SPIN-style npz files with images, and 4D-Humans webdataset tars.
 
@@ -198,6 +235,9 @@ def write_hmr_images(
     center, scale, body_pose (72), betas, has_body_pose, has_betas, keypoints_2d, keypoints_3d).
     Images go to images/<npz stem>/; a third of the scenes each. With `h36m_regressor` (float[17, V])
     the H36M evaluation files of `write_h36m_eval` are written too, from max(2, num_images // 6) more people.
+    With `j19_regressor` (float[19, V]) 4D-Humans' evaluation files go to hmr2_evaluation_data/:
+    3dpw_test.npz (the same people and images as SPIN's, keypoints through the gendered models of
+    `gendered_models` {'m', 'f'}, else the neutral one) and h36m_val_p2.npz.
     """
     all_scenes = _scenes(body_model, num_images, seed)
     thirds = np.array_split(np.arange(num_images), 3)
@@ -225,6 +265,15 @@ def write_hmr_images(
         os.makedirs(os.path.dirname(path), exist_ok=True)
         np.savez(path, **out)
         counts[name] = len(idx)
+        if name == "3dpw_test" and j19_regressor is not None:
+            keypoints = np.zeros((len(idx), 19, 4))
+            for g in np.unique(out["gender"]):
+                rows = np.flatnonzero(out["gender"] == g)
+                model = (gendered_models or {}).get(str(g), body_model)
+                keypoints[rows] = j19_keypoints(model, j19_regressor, out["pose"][rows, :3], out["pose"][rows, 3:],
+                                                out["shape"][rows])  # fmt: skip
+            write_hmr2_npz(os.path.join(root, HMR2_EVAL_FOLDER, "3dpw_test.npz"), out["imgname"], out["center"],
+                           out["scale"], out["pose"], out["shape"], keypoints, out["gender"])  # fmt: skip
     tar_idx = np.array_split(thirds[2], num_tar_shards)
     os.makedirs(os.path.join(root, "tars"), exist_ok=True)
     for shard, idx in enumerate(tar_idx):
@@ -251,7 +300,7 @@ def write_hmr_images(
     counts["tars"] = len(thirds[2])
     if h36m_regressor is not None:
         counts["h36m"] = max(2, num_images // 6)
-        write_h36m_eval(root, body_model, h36m_regressor, counts["h36m"], seed + 100)
+        write_h36m_eval(root, body_model, h36m_regressor, counts["h36m"], seed + 100, j19_regressor)
     return {"counts": counts, "scenes": all_scenes}
 
 
@@ -349,11 +398,11 @@ def synthesize(
     """Writes every synthetic raw dataset, the body model and the tokenizer under `out`.
 
     Returns {name: folder}: 'body_model' (the neutral .pkl), 'body_model_dir' (smpl/ + the H36M
-    regressor), 'tokenizer', and one manual folder per
+    and J19 regressors), 'tokenizer', and one manual folder per
     dataset ('posescript', 'hmr_images', 'llava_instruct', 'spg', 'rpe').
     """
     from chatpose_jax.body import load_body_model
-    from chatpose_jax.body.synthetic import write_h36m_regressor, write_smpl_pkl
+    from chatpose_jax.body.synthetic import write_h36m_regressor, write_j19_regressor, write_smpl_pkl
     from data_pipelines.conversation import SYSTEM_PROMPT
     from data_pipelines.templates import all_template_texts
     from data_pipelines.tokenizer import make_synthetic_tokenizer
@@ -366,13 +415,23 @@ def synthesize(
     regressor_path = os.path.join(os.path.dirname(os.path.dirname(body_model_path)), "J_regressor_h36m.npy")
     if not os.path.exists(regressor_path):
         write_h36m_regressor(regressor_path)
+    j19_path = os.path.join(os.path.dirname(regressor_path), "SMPL_to_J19.pkl")
+    if not os.path.exists(j19_path):
+        write_j19_regressor(j19_path)
+    with open(j19_path, "rb") as f:
+        j19_regressor = np.asarray(pickle.load(f, encoding="latin1"))
     body_model = load_body_model(body_model_path)
+    gendered = {}
+    for letter, gender in (("m", "MALE"), ("f", "FEMALE")):
+        path = os.path.join(os.path.dirname(body_model_path), f"SMPL_{gender}.pkl")
+        if os.path.exists(path):
+            gendered[letter] = load_body_model(path)
     paths = {"body_model": body_model_path, "body_model_dir": os.path.dirname(os.path.dirname(body_model_path))}
     for name in ("posescript", "hmr_images", "llava_instruct", "spg", "rpe"):
         paths[name] = os.path.join(out, name)
     ps = write_posescript(paths["posescript"], body_model, num_poses, seed)
-    write_hmr_images(paths["hmr_images"], body_model, num_hmr_images, seed + 1,
-                     h36m_regressor=np.load(regressor_path))  # fmt: skip
+    write_hmr_images(paths["hmr_images"], body_model, num_hmr_images, seed + 1, h36m_regressor=np.load(regressor_path),
+                     j19_regressor=j19_regressor, gendered_models=gendered)  # fmt: skip
     llava = write_llava_instruct(paths["llava_instruct"], body_model, num_vqa_images, seed + 2)
     spg = write_spg(paths["spg"], body_model, num_spg, seed + 3)
     rpe = write_rpe(paths["rpe"], body_model, num_rpe, seed + 4)
