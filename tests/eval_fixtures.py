@@ -13,6 +13,53 @@ STEPS = 150
 _CACHE: dict[str, str] = {}
 
 
+def tiny_model_config(num_layers: int | None = None):
+    """The ModelConfig of configs/tiny.py (with `num_layers` decoder and tower layers when given)."""
+    from chatpose_jax.experiment import load_experiment
+
+    spec = importlib.util.spec_from_file_location("tiny_config", REPO / "configs" / "tiny.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    c = module.get_config()
+    if num_layers:
+        c.model.text.num_layers = c.model.vision.num_layers = num_layers
+    return load_experiment(c, 1).model
+
+
+def random_pose_checkpoint(tmp_path_factory) -> str:
+    """A model checkpoint of a random-init 2-layer tiny ChatPose on the synthetic data's tokenizer.
+
+    No training: the LM-head column of <POSE> becomes 2x the column of the token X that greedy
+    decoding gives first after the 3DPW question, so answers say <POSE> where X would lead and the
+    pose head reads real decoder states (as chat_fixtures.pose_checkpoint does for a trained model).
+    """
+    if "random_ckpt" not in _CACHE:
+        import dataclasses
+
+        import jax
+
+        from chatpose_jax.convert import checkpoint_io
+        from chatpose_jax.eval.benchmarks import question_for
+        from chatpose_jax.inference import prompt
+        from chatpose_jax.inference.session import ChatModel, load_chat_tokenizer
+        from chatpose_jax.model import chatpose
+        from chatpose_jax.model.config import LoraConfig
+
+        config = tiny_model_config(num_layers=2)
+        config = dataclasses.replace(config, lora=LoraConfig(rank=0))
+        params, _ = chatpose.init_params(config, jax.random.key(7))
+        tokenizer = load_chat_tokenizer(synthetic_data(tmp_path_factory)["raw"]["tokenizer"], config)
+        plain = ChatModel(config, params, None, tokenizer)
+        ids = plain.encode([], prompt.user_turn(question_for("3dpw", ""), False))
+        x = int(plain.stream(ids, max_new_tokens=1).tokens[0])
+        kernel = params["lm_head"]["kernel"]
+        params = {**params, "lm_head": {"kernel": kernel.at[:, config.pose_token_id].set(2.0 * kernel[:, x])}}
+        path = str(tmp_path_factory.mktemp("random_ckpt") / "model")
+        checkpoint_io.save_model_checkpoint(path, config, jax.device_get(params), tokenizer)
+        _CACHE["random_ckpt"] = path
+    return _CACHE["random_ckpt"]
+
+
 def retrieval_config(data_dir: str, tokenizer: str, steps: int = STEPS):
     spec = importlib.util.spec_from_file_location("retrieval_config", REPO / "configs" / "retrieval.py")
     module = importlib.util.module_from_spec(spec)

@@ -4,10 +4,12 @@
         --body_model_dir /tmp/raw/body_models --out /tmp/eval
     chatpose-eval --checkpoint /tmp/tiny --benchmarks posescript,spg --retrieval /tmp/retrieval ...
     chatpose-eval --predictions 3dpw=other.npz --benchmarks 3dpw ...      # another method's poses
+    chatpose-eval --protocol hmr2 --benchmarks 3dpw,h36m ...   # 4D-Humans' protocol and files
 
 Writes OUT/metrics.json, OUT/metrics.md, OUT/predictions_<benchmark>.npz, OUT/gallery_<benchmark>.png.
-Under `launch/local.py` (or any multi-process start) each process decodes its slice and process 0
-scores. See chatpose_jax/eval/loop.py.
+Decoding runs as one batch sharded over the mesh's data axes (`--mesh data,fsdp,tensor`, default
+every device on data); under `launch/local.py` (or any multi-process start) each process builds
+only its own rows and process 0 scores. See chatpose_jax/eval/loop.py.
 """
 
 from absl import flags, logging
@@ -38,6 +40,12 @@ _MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 32, "Most tokens per an
 _GALLERY = flags.DEFINE_integer("gallery_size", 6, "Samples per gallery PNG (0: none).", lower_bound=0)
 _TOKENIZER = flags.DEFINE_string("tokenizer", None, "Tokenizer folder (default: the checkpoint's).")
 _PROGRESS = flags.DEFINE_boolean("progress", True, "Show a progress bar (process 0).")
+_PROTOCOL = flags.DEFINE_enum(
+    "protocol", "spin", ["spin", "hmr2"], "Image protocol: SPIN's, or 4D-Humans' (needs SMPL_to_J19.pkl)."
+)
+_J19 = flags.DEFINE_string("j19_regressor", None, "4D-Humans' SMPL_to_J19.pkl (default: in --body_model_dir).")
+_MESH = flags.DEFINE_list("mesh", ["-1", "1", "1"], "Decoding mesh data,fsdp,tensor (-1: every device left).")
+_LIMIT = flags.DEFINE_integer("limit", 0, "Score only the first N samples of each benchmark (0: all).", lower_bound=0)
 
 
 def parse_predictions(items: list[str], benchmarks: list[str]) -> dict[str, str]:
@@ -77,11 +85,17 @@ def main(argv):
         model = None
         if _CHECKPOINT.value and any(n not in predictions for n in names):
             model = ChatModel.load(_CHECKPOINT.value, _TOKENIZER.value)
-        options = loop.EvalOptions(_BATCH_SIZE.value, _MAX_NEW_TOKENS.value, _FORCE.value, _GALLERY.value,
-                                   _PROGRESS.value)  # fmt: skip
+        mesh = tuple(int(v) for v in _MESH.value)
+        if len(mesh) != 3:
+            raise ValueError(f"--mesh {','.join(_MESH.value)}: expected three sizes data,fsdp,tensor")
+        options = loop.EvalOptions(
+            _BATCH_SIZE.value, _MAX_NEW_TOKENS.value, _FORCE.value, _GALLERY.value, _PROGRESS.value, mesh,
+            _PROTOCOL.value, _LIMIT.value,
+        )  # fmt: skip
         loop.evaluate(
             _OUT.value, names, _DATA_DIR.value, model=model, predictions=predictions,
             body_model_dir=_BODY_MODEL_DIR.value, retrieval_dir=_RETRIEVAL.value, options=options, label=_LABEL.value,
+            j19_regressor=_J19.value,
         )  # fmt: skip
     except (loop.EvalError, BenchmarkError, PredictionsFileError, CheckpointLoadError, FileNotFoundError,
             ValueError) as e:  # fmt: skip

@@ -1,9 +1,10 @@
 """`evaluate(...)`: every requested benchmark end to end, what `chatpose-eval` runs.
 
 Per benchmark: read its test split through the training builder; on every process decode that
-host's slice with the model (or read another method's predictions file); gather the poses on
-process 0; score them with the benchmark's protocol (image: SPIN's MPJPE / PA-MPJPE; text:
-retrieval recalls and FID), score the mean-pose baseline the same way, and write
+host's slice with the model, as one global batch sharded over the mesh's data axes
+(`mesh_decode.MeshDecoder`), or read another method's predictions file; gather the poses on
+process 0; score them with the benchmark's protocol (image: SPIN's or 4D-Humans' MPJPE /
+PA-MPJPE; text: retrieval recalls and FID), score the mean-pose baseline the same way, and write
 OUT/predictions_<name>.npz, OUT/gallery_<name>.png, OUT/metrics.json and OUT/metrics.md.
 """
 
@@ -17,7 +18,9 @@ import numpy as np
 
 from chatpose_jax.eval import benchmarks, gallery, image_protocol, report
 from chatpose_jax.eval import predictions as preds_lib
+from chatpose_jax.eval.mesh_decode import MeshDecoder
 from chatpose_jax.eval.retrieval_metrics import frechet_distance, recalls
+from chatpose_jax.parallel.mesh import MeshConfig
 
 
 class EvalError(ValueError):
@@ -26,11 +29,18 @@ class EvalError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class EvalOptions:
-    batch_size: int = 8  # prompts decoded together (per host)
+    batch_size: int = 8  # prompts decoded together per host (rounded up to its share of the data axes)
     max_new_tokens: int = 32  # answer budget ("Sure, it is <POSE>." takes a handful)
     force_pose_answer: bool = False  # teacher-force "Sure, it is <POSE>." (the pose head alone)
     gallery_size: int = 6  # samples in gallery_<name>.png (0: none)
     progress: bool = True
+    mesh: tuple[int, int, int] = (-1, 1, 1)  # (data, fsdp, tensor) of the decoding mesh; -1 fills
+    protocol: str = "spin"  # image benchmarks: "spin" (SPIN's eval) or "hmr2" (4D-Humans' eval)
+    limit: int = 0  # score only the first `limit` samples of each benchmark (0: all; quick runs)
+
+    def mesh_config(self) -> MeshConfig:
+        data, fsdp, tensor = self.mesh
+        return MeshConfig(data=data, fsdp=fsdp, tensor=tensor)
 
 
 def _gather(local: preds_lib.Predictions, full_ids: np.ndarray, answer_bytes: int = 256) -> preds_lib.Predictions:
@@ -65,18 +75,27 @@ def _gather(local: preds_lib.Predictions, full_ids: np.ndarray, answer_bytes: in
     return preds_lib.Predictions.concatenate(parts)
 
 
-def model_predictions(model, name: str, data_dir: str, full: benchmarks.BenchmarkData, mean, options: EvalOptions):
-    """The model's predictions for every sample of `full` (each host decodes its slice; gathered)."""
-    shard = benchmarks.read_benchmark(name, data_dir, shard=(jax.process_index(), jax.process_count()))
+def _read(name: str, data_dir: str, options: EvalOptions, **kwargs) -> benchmarks.BenchmarkData:
+    return benchmarks.read_benchmark(name, data_dir, protocol=options.protocol, limit=options.limit, **kwargs)
+
+
+def model_predictions(
+    decoder: MeshDecoder, name: str, data_dir: str, full: benchmarks.BenchmarkData, mean, options: EvalOptions
+):
+    """The model's predictions for every sample of `full`: each host decodes its slice as its rows of
+    a batch sharded over the mesh; every host's rows are gathered."""
+    index, count = jax.process_index(), jax.process_count()
+    shard = _read(name, data_dir, options, shard=(index, count))
+    widest = max(b - a for a, b in (benchmarks.host_range(len(full), i, count) for i in range(count)))
     local = preds_lib.predict_benchmark(
-        model, shard, mean, batch_size=options.batch_size, max_new_tokens=options.max_new_tokens,
-        force_pose_answer=options.force_pose_answer, progress=options.progress and jax.process_index() == 0,
+        decoder, shard, mean, max_new_tokens=options.max_new_tokens, force_pose_answer=options.force_pose_answer,
+        progress=options.progress and index == 0, num_steps=-(-widest // decoder.rows_per_host),
     )  # fmt: skip
     return _gather(local, full.ids)
 
 
-def score_image(preds: preds_lib.Predictions, data, bodies) -> tuple[dict, dict]:
-    scored = image_protocol.score(preds.global_orient, preds.body_pose, data, bodies)
+def score_image(preds: preds_lib.Predictions, data, bodies, protocol: str = "spin") -> tuple[dict, dict]:
+    scored = image_protocol.score(preds.global_orient, preds.body_pose, data, bodies, protocol)
     summary = {**scored["summary"], "no_pose_rate": float(np.mean(~preds.has_pose)) if len(preds) else 0.0}
     return summary, scored["per_sample"]
 
@@ -125,14 +144,14 @@ def write_gallery(out: str, name: str, data, preds, errors_mm: np.ndarray, bodie
         return None
     rows = gallery.pick(errors_mm, size)
     neutral = bodies.model("n")
-    pred_v = neutral(body_pose=preds.body_pose[rows], global_orient=preds.global_orient[rows]).vertices
+    pred_v = image_protocol.posed_vertices(neutral, preds.global_orient[rows], preds.body_pose[rows])
     samples = []
     for k, i in enumerate(rows):
         gt_v = None
-        if data.ground_truth != "joints":
+        if data.ground_truth != "joints" or np.any(data.body_pose[i]):
             model = bodies.model(str(data.gender[i]))
-            gt_v = np.asarray(model(betas=data.betas[i : i + 1], body_pose=data.body_pose[i : i + 1],
-                                    global_orient=data.global_orient[i : i + 1]).vertices[0])  # fmt: skip
+            sl = slice(i, i + 1)
+            gt_v = image_protocol.posed_vertices(model, data.global_orient[sl], data.body_pose[sl], data.betas[sl])[0]
         image = None
         if data.images is not None:
             image = gallery.crop_image(data.images[i], data.crops[i])
@@ -154,13 +173,15 @@ def evaluate(
     retrieval_dir: str | None = None,
     options: EvalOptions = EvalOptions(),
     label: str = "ours",
+    j19_regressor: str | None = None,
 ) -> dict:
     """Runs benchmarks `names`; returns the metrics dict (also written to OUT on process 0).
 
-    model: a `ChatModel` (needed unless `predictions` names a file for every benchmark);
-    predictions: {benchmark: npz path} of another method; body_model_dir: smpl/SMPL_{NEUTRAL,MALE,FEMALE}
-    + J_regressor_h36m.npy (needed by the image benchmarks); retrieval_dir: a retrieval workdir
-    (needed by the text benchmarks).
+    model: a `ChatModel`, or a `MeshDecoder` already placed on its mesh (needed unless `predictions`
+    names a file for every benchmark); predictions: {benchmark: npz path} of another method;
+    body_model_dir: smpl/SMPL_{NEUTRAL,MALE,FEMALE} + J_regressor_h36m.npy (+ SMPL_to_J19.pkl for the
+    hmr2 protocol; or name it with `j19_regressor`) (needed by the image benchmarks); retrieval_dir:
+    a retrieval workdir (needed by the text benchmarks).
 
     Raises:
       EvalError, BenchmarkError, PredictionsFileError: naming the input at fault, before decoding.
@@ -169,6 +190,8 @@ def evaluate(
     unknown = [n for n in names if n not in benchmarks.BENCHMARKS]
     if unknown:
         raise EvalError(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(benchmarks.BENCHMARKS)}")
+    if options.protocol not in benchmarks.PROTOCOLS:
+        raise EvalError(f"unknown protocol {options.protocol!r}; known: {', '.join(benchmarks.PROTOCOLS)}")
     kinds = {benchmarks.BENCHMARKS[n][2] for n in names}
     if "image" in kinds and not body_model_dir:
         raise EvalError("image benchmarks need --body_model_dir (smpl/SMPL_*.pkl and J_regressor_h36m.npy)")
@@ -180,13 +203,26 @@ def evaluate(
     bodies = None
     if body_model_dir:
         try:
-            bodies = image_protocol.load_body_models(body_model_dir)
+            bodies = image_protocol.load_body_models(body_model_dir, j19_regressor=j19_regressor)
         except ValueError as e:
             raise EvalError(f"--body_model_dir: {e}") from e
+        if options.protocol == "hmr2" and "image" in kinds and bodies.j19_regressor is None:
+            raise EvalError(
+                f"--protocol=hmr2 needs 4D-Humans' {image_protocol.J19_FILE} in --body_model_dir {body_model_dir} "
+                "(or --j19_regressor FILE)"
+            )
     scorer = RetrievalScorer(retrieval_dir) if "text" in kinds else None
-    full = {n: benchmarks.read_benchmark(n, data_dir, with_images=False) for n in names}  # checks all first
+    full = {n: _read(n, data_dir, options, with_images=False) for n in names}  # checks all first
     loaded = {n: preds_lib.load_predictions(predictions[n], full[n].ids) for n in names if n in predictions}
-    results = {"benchmarks": {}, "notes": {"retrieval": report.RETRIEVAL_NOTE, "shape": report.SHAPE_NOTE},
+    decoder = model
+    if model is not None and not isinstance(model, MeshDecoder) and any(n not in loaded for n in names):
+        try:
+            decoder = MeshDecoder.create(model, options.batch_size, options.mesh_config())
+        except ValueError as e:
+            raise EvalError(f"decoding mesh {options.mesh}: {e}") from e
+    results = {"benchmarks": {}, "protocol": options.protocol,
+               "notes": {"retrieval": report.RETRIEVAL_NOTE, "shape": report.SHAPE_NOTE,
+                         "protocol": report.PROTOCOL_NOTES[options.protocol]},
                "options": dataclasses.asdict(options)}  # fmt: skip
     if retrieval_dir and scorer is not None:
         results["retrieval_model"] = {"workdir": retrieval_dir, "val": scorer.info.get("val", {})}
@@ -196,13 +232,13 @@ def evaluate(
         if name in loaded:
             preds = loaded[name]
         else:
-            preds = model_predictions(model, name, data_dir, data, mean, options)
+            preds = model_predictions(decoder, name, data_dir, data, mean, options)
         if jax.process_index() != 0:
             continue
         baseline = preds_lib.mean_predictions(data.ids, mean)
         if kind == "image":
-            ours, per = score_image(preds, data, bodies)
-            base, _ = score_image(baseline, data, bodies)
+            ours, per = score_image(preds, data, bodies, options.protocol)
+            base, _ = score_image(baseline, data, bodies, options.protocol)
             errors = per["mpjpe_mm"]
         else:
             ks = report.RECALL_KS[name]
@@ -213,7 +249,7 @@ def evaluate(
         preds_lib.save_predictions(os.path.join(out, f"predictions_{name}.npz"), preds)
         if options.gallery_size and bodies is not None:
             rows = gallery.pick(errors, options.gallery_size)
-            with_images = benchmarks.read_benchmark(name, data_dir, image_rows=rows) if kind == "image" else data
+            with_images = _read(name, data_dir, options, image_rows=rows) if kind == "image" else data
             write_gallery(out, name, with_images, preds, errors, bodies, options.gallery_size)
     if jax.process_index() == 0:
         report.write(out, results, label)

@@ -1,6 +1,7 @@
 """Poses for a benchmark: from the model (batched greedy decoding, as chat answers), or from a file.
 
-The model runs through `chatpose_jax.inference` (the code chat and `chatpose-predict` use). An
+The model runs through the chat path's decoding (`chatpose_jax.model.decoding.generate`, as
+`chatpose-predict` uses it), batched and sharded over the mesh by `mesh_decode.MeshDecoder`. An
 answer without `<POSE>` gets the mean pose and counts in `no_pose_rate`. With
 `force_pose_answer`, the answer "Sure, it is <POSE>." is teacher-forced after the question: the
 pose head reads the state that precedes `<POSE>`, which measures the pose head alone.
@@ -14,18 +15,13 @@ from __future__ import annotations
 import dataclasses
 import os
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
+from chatpose_jax.body import rotations
 from chatpose_jax.eval import benchmarks
-from chatpose_jax.inference import outputs, prompt
-from chatpose_jax.inference.predict import Record, predict_records
-from chatpose_jax.inference.session import ChatModel, left_pad, pose_from_states, round_up
-from chatpose_jax.model import decoding
-
-FORCED_ANSWER_PREFIX = " Sure, it is"  # + "<POSE>." : the first answer of the supplement's Table 2
-PIXEL_CHUNK_BATCHES = 8  # batches whose images are preprocessed at a time (bounds host memory)
+from chatpose_jax.eval.mesh_decode import MeshDecoder
+from chatpose_jax.inference.session import ChatModel
 
 
 class PredictionsFileError(ValueError):
@@ -67,90 +63,75 @@ def mean_predictions(ids, mean: tuple[np.ndarray, np.ndarray]) -> Predictions:
     )
 
 
-def _records(model: ChatModel, data: benchmarks.BenchmarkData, rows: range) -> list[Record]:
-    pixels = None
-    if data.kind == "image":
-        images = [data.images[i] for i in rows]
-        pixels = benchmarks.pixel_values(images, data.crops[list(rows)], model.config.vision.image_size,
-                                         model.pad_square)  # fmt: skip
-    return [
-        Record(str(data.ids[i]), data.questions[i], None, None if pixels is None else pixels[k])
-        for k, i in enumerate(rows)
-    ]
-
-
-def _pose_or_mean(result: dict, mean) -> tuple[np.ndarray, np.ndarray, bool]:
-    if result["poses"]:
-        pose = result["poses"][0]
-        return np.asarray(pose["global_orient"], np.float32), np.asarray(pose["body_pose"], np.float32), True
-    return mean[0], mean[1], False
+def _step_pixels(model: ChatModel, data: benchmarks.BenchmarkData, rows: list[int]) -> np.ndarray | None:
+    if data.kind != "image":
+        return None
+    images = [data.images[i] for i in rows]
+    return benchmarks.pixel_values(images, data.crops[rows], model.config.vision.image_size, model.pad_square)
 
 
 def predict_benchmark(
-    model: ChatModel,
+    decoder: MeshDecoder,
     data: benchmarks.BenchmarkData,
     mean: tuple[np.ndarray, np.ndarray],
     *,
-    batch_size: int = 8,
     max_new_tokens: int = 32,
     force_pose_answer: bool = False,
     progress: bool = True,
+    num_steps: int | None = None,
 ) -> Predictions:
-    """The model's poses for every sample of `data` (greedy, batched); the mean pose where none came."""
+    """The model's poses for every sample of `data` (this host's rows; greedy, batched, sharded over the
+    mesh by `decoder`); the mean pose where an answer holds no <POSE>.
+
+    num_steps: decoding steps to run (every process must run the same number; default: enough for
+    `data`). Steps past this host's rows decode filler rows whose results are dropped.
+    """
     from tqdm import tqdm
 
+    model, per = decoder.model, decoder.rows_per_host
     n = len(data)
+    steps = -(-n // per) if num_steps is None else num_steps
+    if steps * per < n:
+        raise ValueError(f"{steps} steps of {per} rows cannot decode {n} rows")
+    has_image = data.kind == "image"
+    encoded = []
+    for i, question in enumerate(data.questions):
+        try:
+            encoded.append(decoder.encode(question, has_image, force_pose_answer))
+        except ValueError as e:
+            raise type(e)(f"benchmark {data.name} sample {data.ids[i]}: {e}") from e
     go, bp = np.zeros((n, 3), np.float32), np.zeros((n, 69), np.float32)
     answers, has = [""] * n, np.zeros(n, bool)
-    chunk = batch_size * PIXEL_CHUNK_BATCHES
     bar = tqdm(total=n, disable=not progress, desc=f"eval {data.name}", unit="sample")
-    for start in range(0, n, chunk):
-        rows = range(start, min(start + chunk, n))
-        records = _records(model, data, rows)
+    for step in range(steps):
+        rows = list(range(min(step * per, n), min((step + 1) * per, n)))
+        if rows:
+            ids, pixels = [encoded[i] for i in rows], _step_pixels(model, data, rows)
+        else:  # this host has no rows left: decode a filler so that every process runs the step
+            question = benchmarks.question_for(data.name, "")
+            ids = [decoder.encode(question, has_image, force_pose_answer)]
+            size = model.config.vision.image_size
+            pixels = np.zeros((1, 3, size, size), np.float32) if has_image else None
         if force_pose_answer:
-            g, b = forced_poses(model, records, batch_size=batch_size)
-            go[start : rows.stop], bp[start : rows.stop], has[start : rows.stop] = g, b, True
-            for i in rows:
-                answers[i] = "Sure, it is <POSE>."
+            rotmat, found = decoder.forced(ids, pixels), np.ones(len(ids), bool)
         else:
-            results = predict_records(model, records, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                                      progress=False)  # fmt: skip
-            for i, result in zip(rows, results, strict=True):
-                go[i], bp[i], has[i] = _pose_or_mean(result, mean)
-                answers[i] = result["answer"]
+            out = decoder.generate(ids, pixels, max_new_tokens)
+            rotmat, found = out["rotmat"], out["has_pose"]
+        if not rows:
+            continue
+        axis_angle = np.asarray(rotations.rotmat_to_axis_angle(jnp.asarray(rotmat, jnp.float32)), np.float32)
+        for k, i in enumerate(rows):
+            has[i] = bool(found[k])
+            if has[i]:
+                go[i], bp[i] = axis_angle[k, 0], axis_angle[k, 1:].reshape(69)
+            else:
+                go[i], bp[i] = mean
+            answers[i] = (
+                "Sure, it is <POSE>." if force_pose_answer else model.decode(out["tokens"][k, : out["lengths"][k]])
+            )
         bar.update(len(rows))
     bar.close()
     return Predictions(data.ids.copy(), go, bp, np.asarray(answers, dtype=str).reshape(n), has)
-
-
-_prefill = jax.jit(decoding.prefill, static_argnums=(0, 6))
-
-
-def forced_poses(model: ChatModel, records: list[Record], *, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """(global_orient float32[N, 3], body_pose float32[N, 69]) read after the question + " Sure, it is"."""
-    cfg = model.config
-    encoded = []
-    for r in records:
-        text = prompt.generation_prompt([], prompt.user_turn(r.prompt, r.has_image)) + FORCED_ANSWER_PREFIX
-        ids = np.asarray(model.tokenizer(text, add_special_tokens=True)["input_ids"], np.int32)
-        encoded.append(np.repeat(ids, np.where(ids == cfg.image_token_id, cfg.vision.num_image_tokens, 1)))
-    go, bp = [], []
-    for start in range(0, len(records), batch_size):
-        rows = list(range(start, min(start + batch_size, len(records))))
-        filled = rows + [rows[0]] * (batch_size - len(rows))
-        length = round_up(max(len(encoded[i]) for i in filled), model.length_bucket)
-        input_ids, mask = left_pad([encoded[i] for i in filled], length, cfg.pad_token_id)
-        pixels = None
-        if records[rows[0]].has_image:
-            pixels = jnp.asarray(np.stack([records[i].pixels(model) for i in filled]))
-        (_, hidden), _ = _prefill(cfg, model.params, model.lora, jnp.asarray(input_ids), pixels, jnp.asarray(mask),
-                                  length)  # fmt: skip
-        _, rotmat = pose_from_states(cfg, model.params, hidden)
-        for row in range(len(rows)):
-            arrays = outputs.pose_arrays(np.asarray(rotmat[row]))
-            go.append(arrays["global_orient"])
-            bp.append(arrays["body_pose"])
-    return np.asarray(go, np.float32).reshape(-1, 3), np.asarray(bp, np.float32).reshape(-1, 69)
 
 
 def save_predictions(path: str, preds: Predictions) -> str:
