@@ -1,12 +1,13 @@
 """PoseScript-style descriptions from posed joints, by rules ("posecodes").
 
 A posecode is one elementary, measurable fact about the 3D joints: an elbow or a knee straight
-or bent, a hand above the head, the hands close together, the feet wide apart, the torso leaning
-forward, a knee raised, a foot in front of the other, the body squatting or kneeling. Joints are
+or bent, an upper arm raised, lowered, forward or out to the side, a hand above the head, the hands
+close together, the feet wide apart, the torso leaning forward, a thigh raised, out or back, a foot
+in front of the other, the body squatting or kneeling. Joints are
 first put in the body's own frame (up = +y, the hips' left-right line = +x, forward = +z), so
-the facts do not depend on where the body faces. Captions are made by phrasing a random subset
-of the facts: "automatic" ones in PoseScript's plain style, "human" ones more loosely, so text
-and pose always agree.
+the facts do not depend on where the body faces. Captions phrase the facts in random order
+(all of them by default, as PoseScript's detailed automatic captions do, or a random subset):
+"automatic" ones in PoseScript's plain style, "human" ones more loosely, so text and pose always agree.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ def body_frame(joints: np.ndarray) -> np.ndarray:
     y = np.array([0.0, 1.0, 0.0])
     z = np.cross(x, y)
     return (joints - joints[J["pelvis"]]) @ np.stack([x, y, z], axis=1)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / max(np.linalg.norm(v), 1e-8)
 
 
 def _angle(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> float:
@@ -65,9 +70,24 @@ def posecodes(joints: np.ndarray) -> dict[str, str]:
             codes[f"{side}_hand"] = "stretched out to the side"
         elif wrist[2] > 0.35:
             codes[f"{side}_hand"] = "in front of the body"
+        outwards = 1.0 if side == "left" else -1.0  # the body's left is +x
+        upper = _unit(p[J[f"{side}_elbow"]] - shoulder)
+        if upper[1] > 0.6:
+            codes[f"{side}_upper_arm"] = "raised up"
+        elif upper[1] < -0.75:
+            codes[f"{side}_upper_arm"] = "pointing down"
+        elif upper[2] > 0.6:
+            codes[f"{side}_upper_arm"] = "pointing forward"
+        elif outwards * upper[0] > 0.75:
+            codes[f"{side}_upper_arm"] = "out to the side"
         knee_pt, hip = p[J[f"{side}_knee"]], p[J[f"{side}_hip"]]
+        thigh = _unit(knee_pt - hip)
         if knee_pt[1] > hip[1] - 0.15:
             codes[f"{side}_thigh"] = "raised"
+        elif outwards * thigh[0] > 0.35:
+            codes[f"{side}_thigh"] = "out to the side"
+        elif thigh[2] < -0.22:
+            codes[f"{side}_thigh"] = "pointing back"
     hands = np.linalg.norm(p[J["left_wrist"]] - p[J["right_wrist"]])
     if hands < 0.2:
         codes["hands"] = "close together"
@@ -105,7 +125,8 @@ _AUTO_PHRASES = {
     "elbow": "the {side} elbow is {cat}",
     "knee": "the {side} knee is {cat}",
     "hand": "the {side} hand is {cat}",
-    "thigh": "the {side} thigh is raised",
+    "upper_arm": "the {side} upper arm is {cat}",
+    "thigh": "the {side} thigh is {cat}",
 }
 _HUMAN_PHRASES = {
     "elbow": {"straight": "{side} arm held straight", "bent": "{side} arm bent at the elbow",
@@ -113,7 +134,10 @@ _HUMAN_PHRASES = {
     "knee": {"straight": "{side} leg straight", "bent": "{side} knee bent", "completely bent": "{side} knee fully bent"},
     "hand": {"above the head": "{side} hand up over the head", "down by the side": "{side} hand hanging down",
              "stretched out to the side": "{side} arm stretched sideways", "in front of the body": "{side} hand reaching forward"},
-    "thigh": {"raised": "{side} knee lifted up high"},
+    "upper_arm": {"raised up": "{side} arm raised", "pointing down": "{side} arm lowered",
+                  "pointing forward": "{side} arm pointing forward", "out to the side": "{side} arm held out sideways"},
+    "thigh": {"raised": "{side} knee lifted up high", "out to the side": "{side} leg out to the side",
+              "pointing back": "{side} leg stretched back"},
 }  # fmt: skip
 
 
@@ -136,8 +160,8 @@ def _phrases(codes: dict[str, str], human: bool) -> list[str]:
     return out
 
 
-def describe(joints: np.ndarray, rng: np.random.Generator, human: bool = False, max_facts: int = 4) -> str:
-    """A caption of the pose: its posture and torso, then up to `max_facts` limb facts in random order.
+def describe(joints: np.ndarray, rng: np.random.Generator, human: bool = False, max_facts: int | None = None) -> str:
+    """A caption of the pose: its posture and torso, then its limb facts (all, or `max_facts`) in random order.
 
     joints: float[24, 3] metres, y up. `human` picks the looser style of the human captions.
     """

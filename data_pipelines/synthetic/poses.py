@@ -33,12 +33,12 @@ def sample_pose(rng: np.random.Generator, yaw_range: float = np.pi) -> tuple[np.
     [-yaw_range, yaw_range] about the vertical axis.
     """
     euler = np.zeros((24, 3))  # (x, y, z) per joint, R = Rz Ry Rx
-    lean = rng.choice([0.0, _u(rng, 0.25, 0.6), _u(rng, -0.45, -0.2)], p=[0.5, 0.3, 0.2])
-    euler[0] = [lean + _u(rng, -0.08, 0.08), _u(rng, -yaw_range, yaw_range), _u(rng, -0.12, 0.12)]
+    lean = rng.choice([0.0, _u(rng, 0.35, 0.55), _u(rng, -0.4, -0.3)], p=[0.5, 0.3, 0.2])
+    euler[0] = [lean + _u(rng, -0.05, 0.05), _u(rng, -yaw_range, yaw_range), _u(rng, -0.06, 0.06)]
     for spine in ("spine1", "spine2", "spine3"):
-        euler[J[spine]] = [_u(rng, -0.08, 0.15), _u(rng, -0.15, 0.15), _u(rng, -0.08, 0.08)]
-    euler[J["neck"]] = [_u(rng, -0.2, 0.3), _u(rng, -0.4, 0.4), _u(rng, -0.15, 0.15)]
-    euler[J["head"]] = [_u(rng, -0.2, 0.3), _u(rng, -0.3, 0.3), _u(rng, -0.1, 0.1)]
+        euler[J[spine]] = [_u(rng, -0.04, 0.08), _u(rng, -0.06, 0.06), _u(rng, -0.04, 0.04)]
+    euler[J["neck"]] = [_u(rng, -0.1, 0.15), _u(rng, -0.2, 0.2), _u(rng, -0.08, 0.08)]
+    euler[J["head"]] = [_u(rng, -0.1, 0.15), _u(rng, -0.15, 0.15), _u(rng, -0.05, 0.05)]
     squat = rng.random() < 0.15
     for side, sign in (("left", 1.0), ("right", -1.0)):
         # Leg: hip flexion is a negative x rotation (the foot moves to +z), abduction moves the foot outwards.
@@ -47,23 +47,23 @@ def sample_pose(rng: np.random.Generator, yaw_range: float = np.pi) -> tuple[np.
             if squat
             else rng.choice(["straight", "forward", "out", "back", "kneel"], p=[0.4, 0.25, 0.2, 0.1, 0.05])
         )
-        hip_x = {"straight": (-0.15, 0.1), "forward": (-1.6, -0.5), "out": (-0.3, 0.1), "back": (0.2, 0.5),
-                 "kneel": (-1.7, -1.2), "squat": (-1.9, -1.4)}[mode]  # fmt: skip
-        abduct = _u(rng, 0.35, 0.7) if mode == "out" else _u(rng, -0.05, 0.2)
-        euler[J[f"{side}_hip"]] = [_u(rng, *hip_x), _u(rng, -0.2, 0.2), sign * abduct]
-        knee = {"straight": (0.0, 0.15), "forward": (0.0, 1.8), "out": (0.0, 0.6), "back": (0.0, 1.6),
-                "kneel": (1.6, 2.2), "squat": (1.8, 2.3)}[mode]  # fmt: skip
+        hip_x = {"straight": (-0.1, 0.05), "forward": (-1.4, -0.9), "out": (-0.2, 0.05), "back": (0.3, 0.5),
+                 "kneel": (-1.6, -1.3), "squat": (-1.8, -1.5)}[mode]  # fmt: skip
+        abduct = _u(rng, 0.45, 0.65) if mode == "out" else _u(rng, 0.0, 0.12)
+        euler[J[f"{side}_hip"]] = [_u(rng, *hip_x), _u(rng, -0.1, 0.1), sign * abduct]
+        knee = {"straight": (0.0, 0.1), "forward": rng.choice([(0.0, 0.15), (1.0, 1.6)]), "out": (0.0, 0.2),
+                "back": rng.choice([(0.0, 0.15), (1.0, 1.5)]), "kneel": (1.7, 2.1), "squat": (1.9, 2.2)}[mode]  # fmt: skip
         euler[J[f"{side}_knee"]] = [_u(rng, *knee), 0.0, 0.0]
-        euler[J[f"{side}_ankle"]] = [_u(rng, -0.3, 0.3), _u(rng, -0.2, 0.2), _u(rng, -0.1, 0.1)]
+        euler[J[f"{side}_ankle"]] = [_u(rng, -0.15, 0.15), _u(rng, -0.1, 0.1), _u(rng, -0.05, 0.05)]
         # Arm (T-pose along sign * x): z rotation lowers (sign * z < 0) or raises it, y swings it forward.
         arm = rng.choice(["down", "out", "up", "forward"], p=[0.4, 0.2, 0.2, 0.2])
-        lift = {"down": (-1.4, -1.0), "out": (-0.25, 0.25), "up": (0.9, 1.35), "forward": (-0.9, -0.3)}[arm]
-        swing = _u(rng, -1.4, -0.8) if arm == "forward" else _u(rng, -0.3, 0.3)
-        euler[J[f"{side}_collar"]] = [0.0, _u(rng, -0.1, 0.1), sign * _u(rng, -0.1, 0.15)]
-        euler[J[f"{side}_shoulder"]] = [_u(rng, -0.5, 0.5), sign * swing, sign * _u(rng, *lift)]
-        bend = _u(rng, 0.0, 0.25) if rng.random() < 0.5 else _u(rng, 1.0, 2.3)
+        lift = {"down": (-1.35, -1.1), "out": (-0.15, 0.15), "up": (1.0, 1.3), "forward": (-0.7, -0.4)}[arm]
+        swing = _u(rng, -1.3, -1.0) if arm == "forward" else _u(rng, -0.15, 0.15)
+        euler[J[f"{side}_collar"]] = [0.0, _u(rng, -0.05, 0.05), sign * _u(rng, -0.05, 0.08)]
+        euler[J[f"{side}_shoulder"]] = [_u(rng, -0.2, 0.2), sign * swing, sign * _u(rng, *lift)]
+        bend = _u(rng, 0.0, 0.2) if rng.random() < 0.5 else _u(rng, 1.4, 2.0)
         euler[J[f"{side}_elbow"]] = [0.0, -sign * bend, 0.0]
-        euler[J[f"{side}_wrist"]] = [_u(rng, -0.3, 0.3), _u(rng, -0.3, 0.3), _u(rng, -0.3, 0.3)]
+        euler[J[f"{side}_wrist"]] = [_u(rng, -0.15, 0.15), _u(rng, -0.15, 0.15), _u(rng, -0.15, 0.15)]
     aa = rotmat_to_axis_angle(euler_xyz_to_rotmat(euler[:, 0], euler[:, 1], euler[:, 2]))
     return aa[0].astype(np.float32), aa[1:].reshape(-1).astype(np.float32)
 

@@ -99,7 +99,7 @@ def write_posescript(root: str, body_model, num_poses: int = 300, seed: int = 0,
         for k in range(count):
             pid = start + k
             index[str(pid)] = ["AMASS", rel, k]
-            autos = [posecodes.describe(joints[pid], rng, max_facts=4) for _ in AUTO_VERSIONS]
+            autos = [posecodes.describe(joints[pid], rng) for _ in AUTO_VERSIONS]
             auto[str(pid)] = autos
             for v, text in zip(AUTO_VERSIONS, autos, strict=True):
                 v1_auto[v][str(pid)] = text
@@ -134,8 +134,13 @@ def write_posescript(root: str, body_model, num_poses: int = 300, seed: int = 0,
     }
 
 
-def _scenes(body_model, num: int, seed: int) -> list[scenes.Scene]:
-    go, bp = poses.sample_poses(num, seed)
+# People in the pose datasets' crops turn at most this far from the camera (radians of yaw), as
+# in most HMR crops; the VQA and RPE scenes face every way.
+HMR_YAW_RANGE = np.pi / 3
+
+
+def _scenes(body_model, num: int, seed: int, yaw_range: float = np.pi) -> list[scenes.Scene]:
+    go, bp = poses.sample_poses(num, seed, yaw_range=yaw_range)
     betas = poses.sample_betas(num, seed + 1)
     return scenes.render_scenes(body_model, go, bp, betas, seed + 2)
 
@@ -194,7 +199,7 @@ def write_h36m_eval(
     hmr2_evaluation_data/h36m_val_p2.npz (with `j19_regressor`): 4D-Humans' layout (`write_hmr2_npz`),
     no SMPL, extra_keypoints_3d from the J19 regressor. Both share the images.
     """
-    shown = _scenes(body_model, num_images, seed)
+    shown = _scenes(body_model, num_images, seed, HMR_YAW_RANGE)
     go = np.stack([s.global_orient for s in shown])
     bp = np.stack([s.body_pose for s in shown])
     betas = np.stack([s.betas for s in shown])
@@ -239,7 +244,7 @@ def write_hmr_images(
     3dpw_test.npz (the same people and images as SPIN's, keypoints through the gendered models of
     `gendered_models` {'m', 'f'}, else the neutral one) and h36m_val_p2.npz.
     """
-    all_scenes = _scenes(body_model, num_images, seed)
+    all_scenes = _scenes(body_model, num_images, seed, HMR_YAW_RANGE)
     thirds = np.array_split(np.arange(num_images), 3)
     counts = {}
     for name, idx in (("synth_train", thirds[0]), ("3dpw_test", thirds[1])):
