@@ -19,6 +19,11 @@ def prepare(name: str, manual_dir: str, data_dir: str, *, strict: bool = False, 
     """
     if name not in BUILDERS:
         raise KeyError(f"unknown dataset {name!r}; known: {', '.join(BUILDERS)}")
+    if "://" in manual_dir:  # the builders read raw files by local name; TFDS writes data_dir anywhere
+        raise FileNotFoundError(
+            f"manual_dir {manual_dir}: the raw files must be local (copy them first, e.g. gcloud storage cp -r); "
+            "data_dir may be gs://"
+        )
     if not os.path.isdir(manual_dir):
         raise FileNotFoundError(f"manual_dir {manual_dir} does not exist")
     if not os.listdir(manual_dir):

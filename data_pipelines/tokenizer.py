@@ -109,9 +109,11 @@ def load_tokenizer(path: str | os.PathLike, add_pose_token: bool = True):
     """
     from transformers import AutoTokenizer
 
-    if not os.path.isdir(path):
+    from chatpose_jax import paths
+
+    if not paths.path(path).is_dir():
         raise FileNotFoundError(f"tokenizer folder {path} does not exist")
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    tokenizer = AutoTokenizer.from_pretrained(paths.local_copy(path))  # it reads local files only
     if add_pose_token and POSE_TOKEN not in tokenizer.get_vocab():
         tokenizer.add_special_tokens({"additional_special_tokens": [POSE_TOKEN]}, replace_extra_special_tokens=False)
     if tokenizer.pad_token is None:

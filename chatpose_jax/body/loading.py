@@ -186,7 +186,9 @@ def load_body_model(
     hand pose (False, smplx's default). The model type follows from the number of joints (24, 52, 55);
     model_type, when given, must agree. Raises ValueError naming the file, key and shapes on bad input.
     """
-    path = os.fspath(path)
+    from chatpose_jax import paths
+
+    path = paths.local_copy(os.fspath(path))  # gs://: the pickle and npz readers need a local file
     file = resolve_model_file(path, model_type, gender)
     data = _read_pickle(file) if file.endswith(".pkl") else _read_npz(file)
 

@@ -6,17 +6,20 @@ Layout of a checkpoint folder PATH:
   PATH/tokenizer/          the tokenizer with `<POSE>` added (only when the source had one)
 
 `load_model_checkpoint` restores every array straight into its sharding on a mesh when one is
-given (from the config's logical axis rules), else on the first device.
+given (from the config's logical axis rules), else on the first device. PATH may be local or
+`gs://` (epath for the JSON and the tokenizer, orbax for the arrays).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 
 import jax
 import orbax.checkpoint as ocp
 
+from chatpose_jax import paths
 from chatpose_jax.model import chatpose
 from chatpose_jax.model.config import ModelConfig, model_config_from_dict
 
@@ -29,29 +32,33 @@ def save_model_checkpoint(
     path: str, config: ModelConfig, params: dict, tokenizer=None, overwrite: bool = False
 ) -> None:
     """Writes config, params (and tokenizer) under `path`; refuses an existing folder unless `overwrite`."""
-    path = os.path.abspath(path)
-    if os.path.exists(path) and os.listdir(path) and not overwrite:
+    path = paths.absolute(path)
+    folder = paths.path(path)
+    if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise FileExistsError(f"{path} exists and is not empty (pass overwrite=True to replace it)")
-    os.makedirs(path, exist_ok=True)
-    with open(os.path.join(path, CONFIG_FILE), "w") as f:
-        json.dump(config.to_dict(), f, indent=2)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2))
     with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(os.path.join(path, PARAMS_DIR), params, force=overwrite)
+        ckptr.save(folder / PARAMS_DIR, params, force=overwrite)
         ckptr.wait_until_finished()
     if tokenizer is not None:
-        tokenizer.save_pretrained(os.path.join(path, TOKENIZER_DIR))
+        if paths.is_remote(path):  # transformers writes local folders only
+            with tempfile.TemporaryDirectory() as local:
+                tokenizer.save_pretrained(local)
+                paths.copy_tree(local, folder / TOKENIZER_DIR)
+        else:
+            tokenizer.save_pretrained(os.path.join(path, TOKENIZER_DIR))
 
 
 def load_model_config(path: str) -> ModelConfig:
-    with open(os.path.join(path, CONFIG_FILE)) as f:
-        return model_config_from_dict(json.load(f))
+    return model_config_from_dict(json.loads((paths.path(path) / CONFIG_FILE).read_text()))
 
 
 def load_model_checkpoint(
     path: str, mesh: jax.sharding.Mesh | None = None, logical_axis_rules=None
 ) -> tuple[ModelConfig, dict]:
     """(config, params) from a folder written by `save_model_checkpoint`."""
-    path = os.path.abspath(path)
+    path = paths.absolute(path)
     config = load_model_config(path)
     shapes, _ = chatpose.abstract_variables(config)
     if mesh is None:
@@ -63,18 +70,18 @@ def load_model_checkpoint(
         lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes["params"], shardings
     )
     with ocp.StandardCheckpointer() as ckptr:
-        params = ckptr.restore(os.path.join(path, PARAMS_DIR), target)
+        params = ckptr.restore(paths.path(path) / PARAMS_DIR, target)
     return config, params
 
 
 def load_checkpoint_tokenizer(path: str):
     """The tokenizer saved with the checkpoint, or None."""
-    folder = os.path.join(path, TOKENIZER_DIR)
-    if not os.path.isdir(folder):
+    folder = paths.join(path, TOKENIZER_DIR)
+    if not paths.path(folder).is_dir():
         return None
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(folder)
+    return AutoTokenizer.from_pretrained(paths.local_copy(folder))
 
 
 def import_hf(

@@ -7,10 +7,10 @@ pad-to-square with the mean colour] -> resize the short side to `size` (PIL bicu
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from chatpose_jax import paths
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -22,10 +22,11 @@ class ImageError(ValueError):
 
 def load_image(path: str) -> Image.Image:
     """The RGB image at `path` (grey and RGBA converted); ImageError naming the path otherwise."""
-    if not os.path.isfile(path):
+    source = paths.path(path)  # local or gs://
+    if not source.is_file():
         raise ImageError(f"image {path} does not exist")
     try:
-        with Image.open(path) as image:
+        with source.open("rb") as f, Image.open(f) as image:
             return image.convert("RGB")
     except (UnidentifiedImageError, OSError) as e:
         raise ImageError(f"cannot read image {path}: {e}") from e

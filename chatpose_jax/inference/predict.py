@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from chatpose_jax import paths
 from chatpose_jax.inference import outputs, prompt
 from chatpose_jax.inference.images import ImageError
 from chatpose_jax.inference.session import ChatModel, left_pad, round_up
@@ -49,10 +50,10 @@ class Record:
 
 
 def _records_from_jsonl(path: str, default_prompt: str) -> list[Record]:
-    folder = os.path.dirname(os.path.abspath(path))
-    stem = os.path.splitext(os.path.basename(path))[0]
+    folder = os.fspath(paths.path(paths.absolute(path)).parent)
+    stem = paths.path(path).stem
     records = []
-    with open(path, encoding="utf-8") as f:
+    with paths.path(path).open(encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -64,8 +65,8 @@ def _records_from_jsonl(path: str, default_prompt: str) -> list[Record]:
                 raise InputError(f'{path}:{number}: expected an object with "prompt" and/or "image"')
             image = item.get("image")
             if image is not None:
-                image = image if os.path.isabs(image) else os.path.join(folder, image)
-                if not os.path.isfile(image):
+                image = image if os.path.isabs(image) or paths.is_remote(image) else paths.join(folder, image)
+                if not paths.path(image).is_file():
                     raise ImageError(f"{path}:{number}: image {image} does not exist")
             text = item.get("prompt") or (default_prompt if image else "")
             if not text.strip():
@@ -80,13 +81,13 @@ def read_inputs(path: str, default_prompt: str = DEFAULT_IMAGE_PROMPT) -> list[R
     Raises:
       InputError, ImageError: naming the file (and line) at fault.
     """
-    if os.path.isfile(path):
+    if paths.path(path).is_file():
         return _records_from_jsonl(path, default_prompt)
-    if not os.path.isdir(path):
+    if not paths.path(path).is_dir():
         raise InputError(f"inputs {path} does not exist")
     records = []
-    for name in sorted(os.listdir(path)):
-        full = os.path.join(path, name)
+    for name in sorted(p.name for p in paths.path(path).iterdir()):
+        full = paths.join(path, name)
         if name.lower().endswith(IMAGE_EXTENSIONS):
             records.append(Record(name, default_prompt, full))
         elif name.endswith(".jsonl"):
@@ -192,8 +193,7 @@ def _result(model: ChatModel, record: Record, ids: np.ndarray, padded: int, out,
 
 def write_results(path: str, results: list[dict]) -> str:
     """One JSON object per line; float32 values are written exactly (as float64 reprs)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        for result in results:
-            f.write(json.dumps(result) + "\n")
+    target = paths.path(paths.absolute(path))  # local or gs://
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("".join(json.dumps(result) + "\n" for result in results), encoding="utf-8")
     return path

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 from typing import Any
 
 import jax
@@ -21,6 +20,7 @@ import optax
 from flax import serialization
 from jax.sharding import NamedSharding, PartitionSpec
 
+from chatpose_jax import paths
 from chatpose_jax.eval.retrieval_metrics import recalls
 from chatpose_jax.parallel.mesh import batch_sharding
 from chatpose_jax.retrieval import data as rdata
@@ -126,8 +126,8 @@ class RetrievalTrainer:
 def tokenizer_dir(experiment, workdir: str) -> str:
     folder = experiment.retrieval.tokenizer or experiment.data.tokenizer
     if not folder:
-        kept = os.path.join(workdir, "tokenizer")
-        if os.path.isdir(kept):
+        kept = paths.join(workdir, "tokenizer")
+        if paths.path(kept).is_dir():
             return kept
         raise FileNotFoundError("retrieval: no tokenizer; set config.retrieval.tokenizer or config.data.tokenizer")
     return folder
@@ -153,10 +153,9 @@ def build_trainer(experiment, mesh, workdir: str) -> RetrievalTrainer:
     step_fn = jax.jit(step, in_shardings=(replicated, batch_sharding(mesh)), out_shardings=(replicated, replicated),
                       donate_argnums=(0,))  # fmt: skip
     trainer = RetrievalTrainer(cfg, mesh, state, step_fn, tokens, experiment.data.data_dir)
-    info = os.path.join(workdir, BEST_DIR, "info.json")
-    if os.path.exists(info):  # a resumed run keeps the best it has seen
-        with open(info) as f:
-            trainer.best = float(json.load(f)["val"]["mrecall"])
+    info = paths.path(workdir) / BEST_DIR / "info.json"
+    if info.exists():  # a resumed run keeps the best it has seen
+        trainer.best = float(json.loads(info.read_text())["val"]["mrecall"])
     return trainer
 
 
@@ -191,16 +190,16 @@ def evaluate(trainer: RetrievalTrainer, workdir: str, step: int) -> dict:
     metrics = trainer.evaluate_split("val")
     if metrics["mrecall"] > trainer.best and jax.process_index() == 0:
         trainer.best = metrics["mrecall"]
-        save_best(os.path.join(workdir, BEST_DIR), trainer.config, trainer.variables(), step, metrics)
+        save_best(paths.join(workdir, BEST_DIR), trainer.config, trainer.variables(), step, metrics)
     return metrics
 
 
 def save_best(folder: str, config: RetrievalConfig, variables, step: int, metrics: dict) -> str:
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, "variables.msgpack"), "wb") as f:
-        f.write(serialization.msgpack_serialize(jax.tree.map(np.asarray, variables)))
-    with open(os.path.join(folder, "info.json"), "w") as f:
-        json.dump({"config": dataclasses.asdict(config), "step": step, "val": metrics}, f, indent=1)
+    where = paths.path(folder)
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "variables.msgpack").write_bytes(serialization.msgpack_serialize(jax.tree.map(np.asarray, variables)))
+    info = {"config": dataclasses.asdict(config), "step": step, "val": metrics}
+    (where / "info.json").write_text(json.dumps(info, indent=1))
     return folder
 
 
@@ -210,17 +209,16 @@ def load_retrieval(workdir: str) -> tuple[RetrievalConfig, dict, dict]:
     Loads strictly: every array of a fresh model must be present with its shape (no silent partial load).
     Raises FileNotFoundError / ValueError naming the file at fault.
     """
-    folder = workdir if os.path.exists(os.path.join(workdir, "info.json")) else os.path.join(workdir, BEST_DIR)
-    info_path = os.path.join(folder, "info.json")
-    if not os.path.exists(info_path):
+    root = paths.path(workdir)
+    folder = root if (root / "info.json").exists() else root / BEST_DIR
+    info_path = folder / "info.json"
+    if not info_path.exists():
         raise FileNotFoundError(f"{workdir}: no retrieval model ({BEST_DIR}/info.json); train one with "
                                 "chatpose-train --config configs/retrieval.py")  # fmt: skip
-    with open(info_path) as f:
-        info = json.load(f)
+    info = json.loads(info_path.read_text())
     config = RetrievalConfig(**info["config"])
     template = jax.tree.map(np.asarray, init_variables(config))
-    with open(os.path.join(folder, "variables.msgpack"), "rb") as f:
-        loaded = serialization.msgpack_restore(f.read())
+    loaded = serialization.msgpack_restore((folder / "variables.msgpack").read_bytes())
     flat_t = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(template)}
     flat_l = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(loaded)}
     missing, extra = sorted(set(flat_t) - set(flat_l)), sorted(set(flat_l) - set(flat_t))

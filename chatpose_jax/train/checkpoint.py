@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from chatpose_jax import paths
 
 ITEMS = ("state", "data", "config")
 
@@ -40,7 +41,8 @@ def make_manager(workdir: str, keep: int, async_save: bool = True) -> ocp.Checkp
         "data": ocp.JsonCheckpointHandler(),
         "config": ocp.JsonCheckpointHandler(),
     }
-    return ocp.CheckpointManager(os.path.join(workdir, "checkpoints"), options=options, item_handlers=handlers)
+    # An epath.Path: orbax writes local folders and gs:// buckets alike.
+    return ocp.CheckpointManager(paths.path(workdir) / "checkpoints", options=options, item_handlers=handlers)
 
 
 def save(manager: ocp.CheckpointManager, step: int, state, data_state: dict, config_json: dict, force=False) -> bool:

@@ -7,12 +7,10 @@ holds every host's position (gathered), so one checkpoint restores all hosts.
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import jax
 import numpy as np
 
+from chatpose_jax import paths
 from chatpose_jax.experiment import Experiment
 
 HELD_OUT_SPLITS = ("val", "validation", "test")
@@ -22,9 +20,9 @@ def tokenizer_dir(experiment: Experiment) -> str:
     """The tokenizer folder of a run: `data.tokenizer`, else the init checkpoint's own."""
     candidates = [experiment.data.tokenizer]
     if experiment.init_checkpoint:
-        candidates += [os.path.join(experiment.init_checkpoint, "tokenizer"), experiment.init_checkpoint]
+        candidates += [paths.join(experiment.init_checkpoint, "tokenizer"), experiment.init_checkpoint]
     for folder in candidates:
-        if folder and os.path.isdir(folder):
+        if folder and paths.path(folder).is_dir():
             return folder
     raise FileNotFoundError(
         "no tokenizer: set config.data.tokenizer to a folder with tokenizer files "
@@ -35,9 +33,9 @@ def tokenizer_dir(experiment: Experiment) -> str:
 def keep_tokenizer_with_run(experiment: Experiment, workdir: str) -> str:
     """Copies the run's tokenizer to WORKDIR/tokenizer (process 0), so checkpoints are self-contained."""
     source = tokenizer_dir(experiment)
-    target = os.path.join(workdir, "tokenizer")
-    if jax.process_index() == 0 and os.path.abspath(source) != os.path.abspath(target):
-        shutil.copytree(source, target, dirs_exist_ok=True)
+    target = paths.join(workdir, "tokenizer")
+    if jax.process_index() == 0 and paths.absolute(source) != paths.absolute(target):
+        paths.copy_tree(source, target)
     return source
 
 

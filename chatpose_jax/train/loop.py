@@ -1,15 +1,18 @@
 """`train_and_evaluate(experiment, workdir)`: the run users start with `chatpose-train`.
 
 Places the model on the mesh, resumes from the workdir's latest checkpoint (state and input
-position), steps, logs (metrics.jsonl, TensorBoard, a progress bar on process 0), evaluates on a
-held-out split, checkpoints asynchronously every `checkpoint_every` steps and on SIGTERM
-(preemption), and stops with a clear error after `max_nonfinite_in_row` skipped updates.
+position), steps, logs (experiment.json, metrics.jsonl, TensorBoard, a progress bar on process 0),
+evaluates on a held-out split, checkpoints asynchronously every `checkpoint_every` steps and on
+SIGTERM (preemption), and stops with a clear error after `max_nonfinite_in_row` skipped updates.
+The workdir may be local or `gs://`: everything in it is written through epath or orbax.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -18,6 +21,7 @@ import jax
 import numpy as np
 from absl import logging
 
+from chatpose_jax import paths
 from chatpose_jax.experiment import Experiment
 from chatpose_jax.parallel.mesh import make_mesh
 from chatpose_jax.train import checkpoint as ckpt
@@ -122,10 +126,17 @@ def load_initial_params(experiment: Experiment, mesh):
     from chatpose_jax.convert import checkpoint_io
 
     rules = experiment.mesh.logical_axis_rules
-    if os.path.exists(os.path.join(path, checkpoint_io.CONFIG_FILE)):
+    if (paths.path(path) / checkpoint_io.CONFIG_FILE).exists():
         config, params = checkpoint_io.load_model_checkpoint(path, mesh, rules)
     else:
         from chatpose_jax.convert.hf import load_llava
+
+        if paths.is_remote(path):
+            raise FileNotFoundError(
+                f"init_checkpoint {path}: no {checkpoint_io.CONFIG_FILE} there; a Hugging Face folder must be "
+                "local (or import it first: chatpose-convert import-hf --out gs://..., which training reads from "
+                "the bucket)"
+            )
 
         config, params = load_llava(path, mesh=mesh, logical_axis_rules=rules)
     for field in SHAPE_FIELDS:
@@ -147,9 +158,10 @@ def load_body_model_for(experiment: Experiment, workdir: str):
     if spec == "synthetic":
         from chatpose_jax.body import synthetic
 
-        path = os.path.join(workdir, "body_model", "SMPL_NEUTRAL.pkl")
-        if jax.process_index() == 0 and not os.path.exists(path):
-            synthetic.write_smpl_pkl(path)
+        path = paths.join(workdir, "body_model", "SMPL_NEUTRAL.pkl")
+        if jax.process_index() == 0 and not paths.path(path).exists():
+            with tempfile.TemporaryDirectory() as local:  # written locally, then copied (gs:// workdirs)
+                paths.copy_tree(synthetic.write_smpl_pkl(os.path.join(local, "SMPL_NEUTRAL.pkl")), path)
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
 
@@ -171,6 +183,11 @@ def train_and_evaluate(
     config_json = config_json or ckpt.experiment_to_json(experiment)
     if make_source is None:
         make_source = task.default_source(experiment, workdir)
+    if jax.process_index() == 0:
+        # The validated experiment, readable without orbax (each checkpoint holds it too, for resume checks).
+        root = paths.path(workdir)
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "experiment.json").write_text(json.dumps(config_json, indent=1))
     mesh = make_mesh(experiment.mesh)
     manager = ckpt.make_manager(workdir, cfg.keep_checkpoints)
     latest = manager.latest_step()

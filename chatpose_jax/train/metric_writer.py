@@ -1,7 +1,9 @@
 """Metrics to the workdir: `metrics.jsonl` always, TensorBoard event files when `tensorboard` is installed.
 
-Only process 0 writes. Events are written with tensorboard's own writer (no TensorFlow graph),
-imported lazily, so the training code runs where neither is installed.
+Only process 0 writes. Both files go through `etils.epath`, so a `gs://` workdir works like a
+local one; events are encoded with tensorboard's protos and record format (no TensorFlow graph,
+no TensorFlow import for local workdirs), imported lazily, so training runs where neither is
+installed.
 """
 
 from __future__ import annotations
@@ -9,10 +11,34 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import time
 
 import jax
 from absl import logging
+
+from chatpose_jax import paths
+
+
+class _EventFile:
+    """One TensorBoard event file (`events.out.tfevents.*`) written through epath."""
+
+    def __init__(self, folder):
+        from tensorboard.compat.proto import event_pb2
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}"
+        self._file = (folder / name).open("wb")
+        self._records = RecordWriter(self._file)
+        self.add(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def add(self, event) -> None:
+        self._records.write(event.SerializeToString())
+        self._records.flush()
+
+    def close(self) -> None:
+        self._records.close()
 
 
 class MetricWriter:
@@ -24,12 +50,11 @@ class MetricWriter:
         self._jsonl = None
         if not self.enabled:
             return
-        os.makedirs(workdir, exist_ok=True)
-        self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")  # noqa: SIM115
+        root = paths.path(workdir)
+        root.mkdir(parents=True, exist_ok=True)
+        self._jsonl = (root / "metrics.jsonl").open("a", encoding="utf-8")
         try:
-            from tensorboard.summary.writer.event_file_writer import EventFileWriter
-
-            self._tb = EventFileWriter(os.path.join(workdir, "tensorboard"))
+            self._tb = _EventFile(root / "tensorboard")
         except ImportError:
             logging.warning("tensorboard is not installed: metrics go to metrics.jsonl only")
 
@@ -43,9 +68,9 @@ class MetricWriter:
             from tensorboard.compat.proto import event_pb2, summary_pb2
 
             values = [summary_pb2.Summary.Value(tag=f"{prefix}/{k}", simple_value=float(v)) for k, v in scalars.items()]
-            event = event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=values))
-            self._tb.add_event(event)
-            self._tb.flush()
+            self._tb.add(
+                event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=values))
+            )
 
     def close(self) -> None:
         if self._jsonl is not None:
@@ -56,9 +81,8 @@ class MetricWriter:
 
 def read_metrics(workdir: str, split: str = "train") -> list[dict]:
     """The rows of WORKDIR/metrics.jsonl for one split (tests and reports read it back)."""
-    path = os.path.join(workdir, "metrics.jsonl")
-    if not os.path.exists(path):
+    path = paths.path(workdir) / "metrics.jsonl"
+    if not path.exists():
         return []
-    with open(path, encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return [r for r in rows if r.get("split") == split]

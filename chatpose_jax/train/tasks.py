@@ -7,7 +7,6 @@ checkpointing, logging, preemption and divergence checks for both.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import jax
@@ -64,11 +63,11 @@ class RetrievalTask:
         from chatpose_jax.retrieval import train
 
         if not experiment.retrieval.tokenizer and experiment.data.tokenizer and jax.process_index() == 0:
-            import shutil
+            from chatpose_jax import paths
 
-            kept = os.path.join(workdir, "tokenizer")
-            if not os.path.isdir(kept):
-                shutil.copytree(experiment.data.tokenizer, kept)
+            kept = paths.join(workdir, "tokenizer")
+            if not paths.path(kept).is_dir():
+                paths.copy_tree(experiment.data.tokenizer, kept)
         return lambda e, mesh, split: train.make_source(e, mesh, split, workdir)
 
     def build_trainer(self, experiment, mesh, workdir: str, resuming: bool):

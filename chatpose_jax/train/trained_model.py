@@ -6,6 +6,7 @@
   - a Hugging Face LLaVA folder (`config.json` + safetensors), e.g. one made by `export-hf`.
 For a training checkpoint the frozen base is rebuilt the way the run built it (from its
 `init_checkpoint`, or the random init of its seed), and the trained parts are restored over it.
+Workdirs and model checkpoints may be `gs://` (Hugging Face folders must be local).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import jax
 import orbax.checkpoint as ocp
 
+from chatpose_jax import paths
 from chatpose_jax.config_types import from_config_dict
 from chatpose_jax.experiment import Experiment
 from chatpose_jax.model.config import ModelConfig
@@ -33,30 +35,31 @@ class TrainedModel:
 
 
 def _latest_step_dir(path: str) -> str | None:
-    folder = os.path.join(path, "checkpoints")
-    if not os.path.isdir(folder):
+    folder = paths.path(path) / "checkpoints"
+    if not folder.is_dir():
         return None
-    steps = sorted(int(p) for p in os.listdir(folder) if p.isdigit())
-    return os.path.join(folder, str(steps[-1])) if steps else None
+    steps = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
+    return paths.join(folder, str(steps[-1])) if steps else None
 
 
 def _step_dir(path: str) -> str | None:
-    if os.path.isdir(os.path.join(path, "state")) and os.path.isdir(os.path.join(path, "config")):
+    if (paths.path(path) / "state").is_dir() and (paths.path(path) / "config").is_dir():
         return path
     return _latest_step_dir(path)
 
 
 def find_tokenizer_dir(*candidates: str | None) -> str | None:
+    """The first candidate folder holding tokenizer files, as a local folder (gs:// ones are copied)."""
     for folder in candidates:
         if (
             folder
-            and os.path.isdir(folder)
+            and paths.path(folder).is_dir()
             and any(
-                os.path.exists(os.path.join(folder, f))
+                (paths.path(folder) / f).exists()
                 for f in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
             )
         ):
-            return folder
+            return paths.local_copy(folder)
     return None
 
 
@@ -67,8 +70,11 @@ def load_training_checkpoint(step_dir: str, mesh=None) -> TrainedModel:
     from chatpose_jax.train import state as state_lib
     from chatpose_jax.train.setup import build_trainer, new_token_ids
 
-    with open(os.path.join(step_dir, "config", "metadata")) as f:
-        saved = json.load(f)
+    saved = json.loads((paths.path(step_dir) / "config" / "metadata").read_text())
+    # Checkpoints written before the mesh had dcn_* fields name the slices num_slices.
+    num_slices = saved.get("mesh", {}).pop("num_slices", 1)
+    if num_slices > 1 and "dcn_data" not in saved["mesh"]:
+        saved["mesh"]["dcn_data"] = num_slices
     experiment = from_config_dict(Experiment, saved)
     if mesh is None:
         mesh = make_mesh(MeshConfig(data=1), jax.local_devices()[:1])  # addressable on every host
@@ -77,8 +83,8 @@ def load_training_checkpoint(step_dir: str, mesh=None) -> TrainedModel:
         )
     params, _ = loop.load_initial_params(experiment, mesh)
     trainer = build_trainer(experiment, mesh, params, None, body_model=None, donate=False)
-    workdir = os.path.dirname(os.path.dirname(step_dir))
-    step = int(os.path.basename(step_dir))
+    step_path = paths.path(step_dir)
+    workdir, step = os.fspath(step_path.parent.parent), int(step_path.name)
     manager = ckpt.make_manager(workdir, keep=None, async_save=False)
     try:
         restored = manager.restore(
@@ -88,9 +94,9 @@ def load_training_checkpoint(step_dir: str, mesh=None) -> TrainedModel:
         manager.close()
     full, lora = state_lib.join_params(trainer.frozen, restored["state"].trainable, new_token_ids(experiment))
     tokenizer_dir = find_tokenizer_dir(
-        os.path.join(workdir, "tokenizer"),
+        paths.join(workdir, "tokenizer"),
         experiment.data.tokenizer,
-        os.path.join(experiment.init_checkpoint, "tokenizer") if experiment.init_checkpoint else None,
+        paths.join(experiment.init_checkpoint, "tokenizer") if experiment.init_checkpoint else None,
     )
     return TrainedModel(experiment.model, full, lora, tokenizer_dir, experiment, step)
 
@@ -101,17 +107,17 @@ def load_trained(path: str, mesh=None) -> TrainedModel:
     Raises:
       FileNotFoundError: naming `path` when it holds none of the known forms.
     """
-    if not os.path.isdir(path):
+    if not paths.path(path).is_dir():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     step_dir = _step_dir(path)
     if step_dir is not None:
         return load_training_checkpoint(step_dir, mesh)
     from chatpose_jax.convert import checkpoint_io
 
-    if os.path.exists(os.path.join(path, checkpoint_io.CONFIG_FILE)):
+    if (paths.path(path) / checkpoint_io.CONFIG_FILE).exists():
         config, params = checkpoint_io.load_model_checkpoint(path, mesh)
-        return TrainedModel(config, params, {}, find_tokenizer_dir(os.path.join(path, checkpoint_io.TOKENIZER_DIR)))
-    if os.path.exists(os.path.join(path, "config.json")):
+        return TrainedModel(config, params, {}, find_tokenizer_dir(paths.join(path, checkpoint_io.TOKENIZER_DIR)))
+    if not paths.is_remote(path) and os.path.exists(os.path.join(path, "config.json")):
         from chatpose_jax.convert.hf import load_llava
 
         config, params = load_llava(path, mesh=mesh)
