@@ -35,7 +35,7 @@ def get_config(size: str = "full"):
     r.text_heads = 4  # attention heads
     r.text_ff = 1024  # feed-forward width
     r.dropout = 0.1
-    r.max_text_length = 64  # tokens per description
+    r.max_text_length = 128  # tokens per description (detailed automatic captions run to ~100)
     r.init_logit_scale = 10.0  # learnable temperature, PoseScript's start
     r.flip_prob = 0.5  # left-right flip augmentation
     r.tokenizer = ""  # tokenizer folder ("" = data.tokenizer)
@@ -68,7 +68,7 @@ def _tiny(c):
     """Small widths for tests and the synthetic demo (seconds per hundred steps on a CPU)."""
     r = c.retrieval
     r.latent_dim, r.pose_hidden, r.vocab_size, r.embed_dim = 128, 128, 1024, 64
-    r.text_layers, r.text_heads, r.text_ff, r.max_text_length = 2, 4, 256, 48
+    r.text_layers, r.text_heads, r.text_ff, r.max_text_length = 2, 4, 256, 112
     c.train.num_steps, c.train.batch_size, c.train.log_every = 300, 32, 50
     c.train.checkpoint_every, c.train.eval_every = 300, 100
     c.optimizer.lr = 1e-3
