@@ -22,6 +22,7 @@ import functools
 import jax
 import numpy as np
 
+from chatpose_jax.body import rotations
 from chatpose_jax.inference import prompt
 from chatpose_jax.inference.session import ChatModel, left_pad, pose_from_states, round_up
 from chatpose_jax.model import chatpose, decoding
@@ -58,7 +59,7 @@ def _generate(config, max_new_tokens: int, max_length: int, params, lora, input_
     return {
         "tokens": out.tokens,
         "lengths": out.lengths,
-        "rotmat": out.pose.rotmat[:, 0],
+        "axis_angle": rotations.rotmat_to_axis_angle(out.pose.rotmat[:, 0]),
         "has_pose": out.pose.valid[:, 0],
     }
 
@@ -66,7 +67,7 @@ def _generate(config, max_new_tokens: int, max_length: int, params, lora, input_
 def _forced(config, length: int, params, lora, input_ids, pixel_values, mask):
     (_, hidden), _ = decoding.prefill(config, params, lora, input_ids, pixel_values, mask, length)
     _, rotmat = pose_from_states(config, params, hidden)
-    return rotmat
+    return rotations.rotmat_to_axis_angle(rotmat)
 
 
 @dataclasses.dataclass
@@ -74,7 +75,8 @@ class MeshDecoder:
     """A `ChatModel` placed on a mesh, decoding host-local rows as one sharded global batch.
 
     rows_per_host: rows each process contributes per step (the requested batch rounded up to a
-    multiple of the process's share of the data axes).
+    multiple of the process's share of the data axes); length_bucket: prompts are left-padded to a
+    multiple of it (one compiled shape per bucket; small, since a batch pads to its longest prompt).
     """
 
     model: ChatModel
@@ -82,9 +84,17 @@ class MeshDecoder:
     params: dict
     lora: dict | None
     rows_per_host: int
+    length_bucket: int = 16
 
     @classmethod
-    def create(cls, model: ChatModel, batch_size: int = 8, mesh_config: MeshConfig | None = None, devices=None):
+    def create(
+        cls,
+        model: ChatModel,
+        batch_size: int = 8,
+        mesh_config: MeshConfig | None = None,
+        devices=None,
+        length_bucket: int = 16,
+    ):
         """Places `model` on the mesh of `mesh_config` (default: every device on the data axis).
 
         Raises:
@@ -105,19 +115,22 @@ class MeshDecoder:
         shardings = chatpose.variable_shardings(model.config, mesh, mesh_config.logical_axis_rules)
         params = _place(model.params, shardings["params"])
         lora = _place(model.lora, shardings["lora"]) if model.lora else None
-        return cls(model, mesh, params, lora, rows)
+        return cls(model, mesh, params, lora, rows, length_bucket)
 
     @functools.cached_property
     def _batch(self):
         return batch_sharding(self.mesh)
 
+    # The config is bound rather than static: hashing it on every call costs milliseconds.
     @functools.cached_property
     def _generate(self):
-        return jax.jit(_generate, static_argnums=(0, 1, 2), out_shardings=self._batch)
+        return jax.jit(
+            functools.partial(_generate, self.model.config), static_argnums=(0, 1), out_shardings=self._batch
+        )
 
     @functools.cached_property
     def _forced(self):
-        return jax.jit(_forced, static_argnums=(0, 1), out_shardings=self._batch)
+        return jax.jit(functools.partial(_forced, self.model.config), static_argnums=(0,), out_shardings=self._batch)
 
     def encode(self, question: str, has_image: bool, forced: bool = False) -> np.ndarray:
         """int32[T] prompt ids of a one-turn question (image tokens expanded); with `forced`, the
@@ -137,7 +150,7 @@ class MeshDecoder:
         if not 0 < len(rows) <= self.rows_per_host:
             raise ValueError(f"{len(rows)} rows for a step of {self.rows_per_host} per host")
         filled = list(rows) + [rows[0]] * (self.rows_per_host - len(rows))
-        length = _agreed_max(round_up(max(len(r) for r in filled), self.model.length_bucket))
+        length = _agreed_max(round_up(max(len(r) for r in filled), self.length_bucket))
         ids, mask = left_pad(filled, length, self.model.config.pad_token_id)
         put = functools.partial(jax.make_array_from_process_local_data, self._batch)
         if pixels is not None:
@@ -155,16 +168,16 @@ class MeshDecoder:
     def generate(self, rows: list[np.ndarray], pixels: np.ndarray | None, max_new_tokens: int) -> dict:
         """Greedy answers of this host's prompts `rows` (int32[T_i] each; pixels float32[R, 3, S, S] or None).
 
-        Returns host arrays for the R rows: tokens int32[R, N], lengths int32[R], rotmat
-        float32[R, 24, 3, 3] of the first <POSE>, has_pose bool[R].
+        Returns host arrays for the R rows: tokens int32[R, N], lengths int32[R], axis_angle
+        float32[R, 24, 3] (radians; joint 0 the global orientation) of the first <POSE>, has_pose bool[R].
         """
         ids, pixels, mask, length = self._global_inputs(rows, pixels)
         budget = max(1, min(max_new_tokens, self.model.context_length - length))
-        out = self._generate(self.model.config, budget, length + budget, self.params, self.lora, ids, pixels, mask)
+        out = self._generate(budget, length + budget, self.params, self.lora, ids, pixels, mask)
         return self._local(out, len(rows))
 
     def forced(self, rows: list[np.ndarray], pixels: np.ndarray | None) -> np.ndarray:
-        """float32[R, 24, 3, 3]: the pose head at the last state of each teacher-forced prompt of `rows`."""
+        """float32[R, 24, 3] axis-angle: the pose head at the last state of each teacher-forced prompt of `rows`."""
         ids, pixels, mask, length = self._global_inputs(rows, pixels)
-        out = self._forced(self.model.config, length, self.params, self.lora, ids, pixels, mask)
+        out = self._forced(length, self.params, self.lora, ids, pixels, mask)
         return self._local(out, len(rows))

@@ -15,10 +15,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
-import jax.numpy as jnp
 import numpy as np
 
-from chatpose_jax.body import rotations
 from chatpose_jax.eval import benchmarks
 from chatpose_jax.eval.mesh_decode import MeshDecoder
 from chatpose_jax.inference.session import ChatModel
@@ -100,11 +98,13 @@ def predict_benchmark(
             encoded.append(decoder.encode(question, has_image, force_pose_answer))
         except ValueError as e:
             raise type(e)(f"benchmark {data.name} sample {data.ids[i]}: {e}") from e
+    # Prompts of like length share a step (a step pads to its longest); results go back to file order.
+    order = np.argsort([len(ids) for ids in encoded], kind="stable")
     go, bp = np.zeros((n, 3), np.float32), np.zeros((n, 69), np.float32)
     answers, has = [""] * n, np.zeros(n, bool)
     bar = tqdm(total=n, disable=not progress, desc=f"eval {data.name}", unit="sample")
     for step in range(steps):
-        rows = list(range(min(step * per, n), min((step + 1) * per, n)))
+        rows = [int(i) for i in order[step * per : (step + 1) * per]]
         if rows:
             ids, pixels = [encoded[i] for i in rows], _step_pixels(model, data, rows)
         else:  # this host has no rows left: decode a filler so that every process runs the step
@@ -113,13 +113,12 @@ def predict_benchmark(
             size = model.config.vision.image_size
             pixels = np.zeros((1, 3, size, size), np.float32) if has_image else None
         if force_pose_answer:
-            rotmat, found = decoder.forced(ids, pixels), np.ones(len(ids), bool)
+            axis_angle, found = decoder.forced(ids, pixels), np.ones(len(ids), bool)
         else:
             out = decoder.generate(ids, pixels, max_new_tokens)
-            rotmat, found = out["rotmat"], out["has_pose"]
+            axis_angle, found = out["axis_angle"], out["has_pose"]
         if not rows:
             continue
-        axis_angle = np.asarray(rotations.rotmat_to_axis_angle(jnp.asarray(rotmat, jnp.float32)), np.float32)
         for k, i in enumerate(rows):
             has[i] = bool(found[k])
             if has[i]:
