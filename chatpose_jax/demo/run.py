@@ -25,7 +25,7 @@ from absl import app, flags
 
 _WORKDIR = flags.DEFINE_string("workdir", "demo_out", "Where the demo writes its outputs.")
 _CONFIG = flags.DEFINE_string("config_file", None, "Experiment config file (default: configs/tiny.py).")
-_STEPS = flags.DEFINE_integer("steps", 1200, "Training steps.")
+_STEPS = flags.DEFINE_integer("steps", 3000, "Training steps.")
 _NUM_POSES = flags.DEFINE_integer("num_poses", 2500, "Synthetic PoseScript poses.")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 1500, "Synthetic HMR images.")
 _HELD_OUT = flags.DEFINE_integer("held_out", 64, "Held-out samples scored per set.")
