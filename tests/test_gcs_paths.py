@@ -179,3 +179,53 @@ def test_prepare_refuses_raw_files_in_a_bucket_and_says_why():
 
     with pytest.raises(FileNotFoundError, match=r"manual_dir gs://bucket/raw: the raw files must be local"):
         prepare("posescript", f"{BUCKET}/raw", f"{BUCKET}/tfds")
+
+
+def test_eval_report_predictions_and_gallery_live_in_a_bucket(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from chatpose_jax.eval import gallery, report
+    from chatpose_jax.eval import predictions as preds_lib
+    from chatpose_jax.eval.metrics import load_h36m_regressor
+
+    metrics = {
+        "benchmarks": {"3dpw": {"ours": {"mpjpe_mm": 120.5, "pa_mpjpe_mm": 70.25, "no_pose_rate": 0.0, "n": 2}}},
+        "notes": {"protocol": report.PROTOCOL_NOTES["spin"]},
+    }
+    rng = np.random.default_rng(0)
+    preds = preds_lib.Predictions(
+        np.array(["b", "a"]), rng.normal(size=(2, 3)).astype(np.float32), rng.normal(size=(2, 69)).astype(np.float32),
+        np.array(["Sure, it is <POSE>.", "no"]), np.array([True, False]),
+    )  # fmt: skip
+    vertices = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0.1]], np.float32)
+    faces = np.array([[0, 1, 2], [1, 3, 2]])
+    samples = [{"id": "a", "input_text": "arms up", "pred_vertices": vertices, "gt_vertices": vertices, "error": "x"}]
+    out = f"{BUCKET}/eval/out"
+    monkeypatch.chdir(tmp_path)
+    with fake_bucket(tmp_path / "bucket", monkeypatch) as bucket:
+        json_path, md_path = report.write(out, metrics, label="tiny")
+        npz = preds_lib.save_predictions(f"{out}/predictions_3dpw.npz", preds)
+        loaded = preds_lib.load_predictions(npz, np.array(["a", "b"]))  # the benchmark's order
+        with pytest.raises(preds_lib.PredictionsFileError, match="not a readable npz file"):
+            preds_lib.load_predictions(f"{out}/missing.npz", np.array(["a"]))
+        png = gallery.render_gallery(f"{out}/gallery_3dpw.png", samples, faces, title="3dpw")
+        np.save(bucket / "eval" / "J_regressor_h36m.npy", np.ones((17, 4), np.float32))
+        regressor = load_h36m_regressor(f"{BUCKET}/eval/J_regressor_h36m.npy", 4)
+    folder = bucket / "eval" / "out"
+    assert (json_path, md_path) == (f"{out}/metrics.json", f"{out}/metrics.md")
+    assert json.loads((folder / "metrics.json").read_text()) == metrics
+    assert (folder / "metrics.md").read_text() == report.markdown(metrics, "tiny")
+    assert npz == f"{out}/predictions_3dpw.npz" and png == f"{out}/gallery_3dpw.png"
+    with np.load(folder / "predictions_3dpw.npz") as f:
+        np.testing.assert_array_equal(f["body_pose"], preds.body_pose)
+        np.testing.assert_array_equal(f["ids"], preds.ids)
+    expected = preds.take(np.array([1, 0]))
+    for field in ("ids", "global_orient", "body_pose", "answer", "has_pose"):
+        np.testing.assert_array_equal(getattr(loaded, field), getattr(expected, field))
+    with Image.open(folder / "gallery_3dpw.png") as image:
+        assert image.format == "PNG" and image.size[0] > 100
+    np.testing.assert_array_equal(regressor, np.ones((17, 4), np.float32))
+    assert sorted(p.name for p in folder.iterdir()) == ["gallery_3dpw.png", "metrics.json", "metrics.md",
+                                                        "predictions_3dpw.npz"]  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bucket"]  # nothing written locally beside it
+    assert_no_stray_local_writes(tmp_path)

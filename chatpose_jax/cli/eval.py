@@ -101,10 +101,9 @@ def main(argv):
             ValueError) as e:  # fmt: skip
         common.fail(str(e))
     if jax.process_index() == 0:
-        import os
+        from chatpose_jax import paths
 
-        with open(os.path.join(_OUT.value, "metrics.md")) as f:
-            print(f.read())
+        print(paths.path(paths.join(_OUT.value, "metrics.md")).read_text())  # local or gs://
 
 
 def run():

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 
 import numpy as np
+
+from chatpose_jax import paths
 
 # What each benchmark reads: (TFDS dataset, split, input kind, ground truth kind).
 #   image/smpl: pose + betas + gender through the gendered body model; image/joints: the file's 3D
@@ -89,7 +90,7 @@ def _builder(dataset: str, split: str, data_dir: str, name: str):
 
     import data_pipelines  # noqa: F401  (registers the builders)
 
-    if not data_dir or not os.path.isdir(data_dir) or not os.listdir(data_dir):
+    if not data_dir or not paths.path(data_dir).is_dir() or not any(paths.path(data_dir).iterdir()):
         raise BenchmarkError(f"benchmark {name}: data_dir {data_dir!r} is missing or empty")
     try:
         builder = tfds.builder(dataset, data_dir=data_dir)
@@ -101,11 +102,11 @@ def _builder(dataset: str, split: str, data_dir: str, name: str):
         ) from e
     if split not in splits:
         raise BenchmarkError(
-            f"benchmark {name}: {os.path.join(data_dir, dataset)} has no split {split!r} (it has "
+            f"benchmark {name}: {paths.join(data_dir, dataset)} has no split {split!r} (it has "
             f"{', '.join(sorted(splits)) or 'none'}); prepare it from the evaluation files"
         )
     if splits[split].num_examples == 0:
-        raise BenchmarkError(f"benchmark {name}: split {split!r} in {os.path.join(data_dir, dataset)} is empty")
+        raise BenchmarkError(f"benchmark {name}: split {split!r} in {paths.join(data_dir, dataset)} is empty")
     return builder
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
-import os
 import textwrap
 
 import numpy as np
+
+from chatpose_jax import paths
 
 
 def _draw_body(ax, vertices: np.ndarray, faces: np.ndarray, colour: str, title: str) -> None:
@@ -61,8 +62,10 @@ def render_gallery(path: str, samples: list[dict], faces: np.ndarray, title: str
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=80)
+    target = paths.path(paths.absolute(path))  # local or gs://
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("wb") as f:
+        fig.savefig(f, dpi=80, format=target.suffix.lstrip(".") or None)  # the format the name says, as before
     plt.close(fig)
     return path
 

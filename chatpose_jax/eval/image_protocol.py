@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 
 import jax
 import jax.numpy as jnp
@@ -66,18 +65,21 @@ def load_body_models(
 
     Raises ValueError naming the folder / file missing.
     """
+    from chatpose_jax import paths
     from chatpose_jax.body import load_body_model
 
-    models = {g: load_body_model(folder, model_type="smpl", gender=GENDERS[g]) for g in genders}
+    local = paths.local_copy(folder)  # gs://: one local copy for the pickle readers (the folder itself when local)
+    models = {g: load_body_model(local, model_type="smpl", gender=GENDERS[g]) for g in genders}
     num_vertices = models["n"].num_vertices
-    regressor = regressor or os.path.join(folder, "J_regressor_h36m.npy")
-    if not os.path.exists(regressor):
+    # The regressors are read through epath file handles (eval/metrics.py), so they may stay in a bucket.
+    regressor = regressor or paths.join(folder, "J_regressor_h36m.npy")
+    if not paths.path(regressor).exists():
         raise ValueError(f"{regressor}: no H36M joint regressor (J_regressor_h36m.npy) in the body-model folder")
     j19 = None
-    if j19_regressor is not None and not os.path.exists(j19_regressor):
+    if j19_regressor is not None and not paths.path(j19_regressor).exists():
         raise ValueError(f"{j19_regressor}: no such 4D-Humans joint regressor ({J19_FILE})")
-    j19_path = j19_regressor or os.path.join(folder, J19_FILE)
-    if os.path.exists(j19_path):
+    j19_path = j19_regressor or paths.join(folder, J19_FILE)
+    if paths.path(j19_path).exists():
         j19 = metrics.load_j19_regressor(j19_path, num_vertices)
     return BodyModels(models, metrics.load_h36m_regressor(regressor, num_vertices), j19)
 

@@ -11,11 +11,11 @@ OUT/predictions_<name>.npz, OUT/gallery_<name>.png, OUT/metrics.json and OUT/met
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import jax
 import numpy as np
 
+from chatpose_jax import paths
 from chatpose_jax.eval import benchmarks, gallery, image_protocol, report
 from chatpose_jax.eval import predictions as preds_lib
 from chatpose_jax.eval.mesh_decode import MeshDecoder
@@ -108,10 +108,10 @@ class RetrievalScorer:
         from chatpose_jax.retrieval.train import load_retrieval
 
         self.config, self.variables, self.info = load_retrieval(workdir)
-        folder = os.path.join(workdir, "tokenizer")
-        if not os.path.isdir(folder):
+        folder = paths.join(workdir, "tokenizer")
+        if not paths.path(folder).is_dir():
             folder = self.config.tokenizer
-        if not folder or not os.path.isdir(folder):
+        if not folder or not paths.path(folder).is_dir():
             raise EvalError(f"retrieval model {workdir}: no tokenizer folder (expected {workdir}/tokenizer)")
         self.tokens = rdata.TextTokens(folder, self.config.max_text_length)
 
@@ -159,7 +159,7 @@ def write_gallery(out: str, name: str, data, preds, errors_mm: np.ndarray, bodie
             "id": str(data.ids[i])[-28:], "input_image": image, "input_text": data.texts[i],
             "pred_vertices": np.asarray(pred_v[k]), "gt_vertices": gt_v, "error": f"MPJPE {errors_mm[i]:.0f} mm",
         })  # fmt: skip
-    return gallery.render_gallery(os.path.join(out, f"gallery_{name}.png"), samples, neutral.faces, title=name)
+    return gallery.render_gallery(paths.join(out, f"gallery_{name}.png"), samples, neutral.faces, title=name)
 
 
 def evaluate(
@@ -246,7 +246,7 @@ def evaluate(
             errors = _neutral_joints_error(preds, data, bodies) if bodies is not None else np.zeros(len(data))
         base["no_pose_rate"] = 0.0
         results["benchmarks"][name] = {"ours": ours, "mean_pose": base}
-        preds_lib.save_predictions(os.path.join(out, f"predictions_{name}.npz"), preds)
+        preds_lib.save_predictions(paths.join(out, f"predictions_{name}.npz"), preds)
         if options.gallery_size and bodies is not None:
             rows = gallery.pick(errors, options.gallery_size)
             with_images = _read(name, data_dir, options, image_rows=rows) if kind == "image" else data

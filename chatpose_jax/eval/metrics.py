@@ -11,6 +11,8 @@ import os
 import jax.numpy as jnp
 import numpy as np
 
+from chatpose_jax import paths
+
 # SPIN's H36M_TO_J14: rows of `J_regressor_h36m.npy` giving the 14 LSP joints in LSP order
 # (right ankle, knee, hip, left hip, knee, ankle, right wrist, elbow, shoulder, left shoulder,
 # elbow, wrist, neck, head top). Row 0 of the regressor is the pelvis the joints are centred on.
@@ -70,7 +72,8 @@ def load_h36m_regressor(path: str, num_vertices: int | None = None) -> np.ndarra
     """Read `J_regressor_h36m.npy`: float[17, V]. Raises ValueError naming the file and shapes."""
     path = os.fspath(path)
     try:
-        regressor = np.load(path, allow_pickle=False)
+        with paths.path(path).open("rb") as f:  # local or gs://
+            regressor = np.load(f, allow_pickle=False)
     except (OSError, ValueError) as err:
         raise ValueError(f"{path}: not an H36M joint regressor ({err})") from err
     expected = (NUM_H36M_JOINTS, num_vertices if num_vertices else "V")
@@ -106,10 +109,10 @@ def load_j19_regressor(path: str, num_vertices: int | None = None) -> np.ndarray
 
     path = os.fspath(path)
     try:
-        if path.endswith(".npy"):
-            regressor = np.load(path, allow_pickle=False)
-        else:
-            with open(path, "rb") as f:
+        with paths.path(path).open("rb") as f:  # local or gs://
+            if path.endswith(".npy"):
+                regressor = np.load(f, allow_pickle=False)
+            else:
                 regressor = pickle.load(f, encoding="latin1")
         if hasattr(regressor, "toarray"):  # a scipy sparse matrix
             regressor = regressor.toarray()

@@ -17,6 +17,7 @@ import os
 
 import numpy as np
 
+from chatpose_jax import paths
 from chatpose_jax.eval import benchmarks
 from chatpose_jax.eval.mesh_decode import MeshDecoder
 from chatpose_jax.inference.session import ChatModel
@@ -134,10 +135,17 @@ def predict_benchmark(
 
 
 def save_predictions(path: str, preds: Predictions) -> str:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    np.savez(path, ids=preds.ids.astype(str), global_orient=preds.global_orient.astype(np.float32),
-             body_pose=preds.body_pose.astype(np.float32), answer=preds.answer.astype(str),
-             has_pose=preds.has_pose.astype(bool))  # fmt: skip
+    """Writes `preds` to the npz file `path` (local or gs://; `.npz` appended when missing, as
+    np.savez does); returns the name written."""
+    path = os.fspath(path)
+    if not path.endswith(".npz"):
+        path += ".npz"
+    target = paths.path(paths.absolute(path))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("wb") as f:  # through epath, so gs:// works
+        np.savez(f, ids=preds.ids.astype(str), global_orient=preds.global_orient.astype(np.float32),
+                 body_pose=preds.body_pose.astype(np.float32), answer=preds.answer.astype(str),
+                 has_pose=preds.has_pose.astype(bool))  # fmt: skip
     return path
 
 
@@ -154,9 +162,11 @@ def load_predictions(path: str, ids: np.ndarray) -> Predictions:
         extra / repeated with respect to the benchmark (how many, and the first few).
     """
     try:
-        with np.load(path, allow_pickle=False) as f:
+        with paths.path(path).open("rb") as handle, np.load(handle, allow_pickle=False) as f:  # local or gs://
             arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001  (a bucket's client raises its own kinds, e.g. tf NotFoundError)
+        if not isinstance(e, (OSError, ValueError)) and not paths.is_remote(path):
+            raise
         raise PredictionsFileError(f"{path}: not a readable npz file ({e})") from e
     for key, width in (("ids", None), ("global_orient", 3), ("body_pose", 69)):
         if key not in arrays:

@@ -8,7 +8,8 @@ model, so they are not comparable with our retrieval model's).
 from __future__ import annotations
 
 import json
-import os
+
+from chatpose_jax import paths
 
 PAPER = {
     "3dpw": {"mpjpe_mm": 163.6, "pa_mpjpe_mm": 81.9},
@@ -66,10 +67,8 @@ def markdown(metrics: dict, label: str = "ours") -> str:
 
 def write(out: str, metrics: dict, label: str = "ours") -> tuple[str, str]:
     """Writes OUT/metrics.json (the full dict) and OUT/metrics.md; returns their paths."""
-    os.makedirs(out, exist_ok=True)
-    json_path, md_path = os.path.join(out, "metrics.json"), os.path.join(out, "metrics.md")
-    with open(json_path, "w") as f:
-        json.dump(metrics, f, indent=1, sort_keys=False)
-    with open(md_path, "w") as f:
-        f.write(markdown(metrics, label))
+    paths.path(out).mkdir(parents=True, exist_ok=True)  # local or gs://
+    json_path, md_path = paths.join(out, "metrics.json"), paths.join(out, "metrics.md")
+    paths.path(json_path).write_text(json.dumps(metrics, indent=1, sort_keys=False), encoding="utf-8")
+    paths.path(md_path).write_text(markdown(metrics, label), encoding="utf-8")
     return json_path, md_path
