@@ -105,6 +105,16 @@ def test_gradient_accumulation_equals_the_full_batch(one_device_run):
     assert_trees_close(trainable_acc, trainable, atol=1e-5)
 
 
+def test_lm_head_on_learned_positions_only_gives_the_same_steps(one_device_run):
+    # With max_text_length below the sequence length the step computes logits only where a next
+    # token is learned (10 per row here), not at the image tokens and prompt.
+    config, batches, losses, trainable = one_device_run
+    bounded = tiny_config(train__max_text_length=40)
+    losses_b, trainable_b, _ = run_steps(bounded, MeshConfig(data=1), batches, jax.devices()[:1])
+    np.testing.assert_allclose(losses_b, losses, atol=1e-5, rtol=0)
+    assert_trees_close(trainable_b, trainable, atol=1e-5)
+
+
 def test_non_finite_loss_skips_the_update_and_counts_it():
     experiment = load_experiment(tiny_config())
     trainer = setup_lib.build_trainer(experiment, make_mesh(MeshConfig(data=1), jax.devices()[:1]), donate=False)

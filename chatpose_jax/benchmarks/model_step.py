@@ -6,6 +6,9 @@ Shape: CLIP tower 336 px / 14 (576 image tokens), width 256, 4 layers; LLaMA d=2
 4 heads, MLP 688, vocabulary 8192; 576 image + 256 text tokens; batch 4. LoRA r=8 on q_proj and
 v_proj; only the adapters get gradients. Both sides use bf16 parameters for the frozen weights'
 matmuls (ours: float32 storage, bf16 compute; PyTorch: a bf16 model) and the same threads.
+Ours is the loss of the training step (`train.step.micro_loss`: answer-token cross-entropy, the
+LM head only at positions whose next token is learned, plus the masked pose term); PyTorch's is
+`LlavaForConditionalGeneration(labels=...)`, which computes logits at every position.
 Prints both median step times and ours / PyTorch.
 """
 
@@ -54,29 +57,41 @@ def _batch(batch: int, rng: np.random.RandomState):
 
 
 def time_ours(folder: str, ids, pixel_values, labels, steps: int, **overrides) -> float:
+    """The loss and adapter gradients of the training step (`train.step.micro_loss`), jitted."""
     import jax
     import jax.numpy as jnp
-    import optax
 
     from chatpose_jax.convert.hf import load_llava
+    from chatpose_jax.experiment import LossConfig
     from chatpose_jax.model import chatpose
+    from chatpose_jax.train import step as step_lib
 
     config, params = load_llava(folder, **{"dtype": "bfloat16", **overrides})
     _, lora = chatpose.init_params(config, jax.random.key(0))
+    settings = step_lib.StepSettings(config, LossConfig(), max_text_length=TEXT_TOKENS)
+    b, p = ids.shape[0], config.pose_head.max_poses
+    batch = {
+        "input_ids": jnp.asarray(ids),
+        "attention_mask": jnp.ones(ids.shape, jnp.int32),
+        "labels": jnp.asarray(labels),
+        "pixel_values": jnp.asarray(pixel_values),
+        # No <POSE> in these rows: the pose term runs but is masked out, as for a text-answer batch.
+        "pose_global_orient": jnp.zeros((b, p, 3)),
+        "pose_body_pose": jnp.zeros((b, p, 69)),
+        "pose_betas": jnp.zeros((b, p, 10)),
+        "pose_mask": jnp.zeros((b, p), bool),
+    }
 
-    def loss_fn(lora_params, params, ids, px, labels, rng):
-        logits = chatpose.apply(config, params, lora_params, ids, px, dropout_rng=rng).logits[:, :-1]
-        target = labels[:, 1:]
-        mask = target >= 0
-        ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.where(mask, target, 0))
-        return (ce * mask).sum() / mask.sum()
+    def loss_fn(lora_params, params, batch, rng):
+        trainable = {"params": {}, "lora": lora_params}
+        counts = step_lib.step_counts(batch)
+        return step_lib.micro_loss(trainable, params, batch, counts, rng, settings)[0]
 
     step = jax.jit(jax.value_and_grad(loss_fn))
-    args = (params, jnp.asarray(ids), jnp.asarray(pixel_values), jnp.asarray(labels))
     times = []
     for i in range(steps + 2):
         start = time.perf_counter()
-        loss, grads = step(lora, *args, jax.random.key(i))
+        loss, grads = step(lora, params, batch, jax.random.key(i))
         jax.block_until_ready(grads)
         times.append(time.perf_counter() - start)
     print(f"ours: loss {float(loss):.4f}")

@@ -45,7 +45,7 @@ class PoseOutput(flax.struct.PyTreeNode):
 
 
 class ChatPoseOutput(flax.struct.PyTreeNode):
-    logits: jax.Array  # float32[B, T, V]
+    logits: jax.Array  # float32[B, T, V] (or [B, K, V] at the `logits_positions` asked for)
     hidden_states: jax.Array  # float[B, T, d], the decoder's last hidden states (after the final norm)
     pose: PoseOutput
     kv_cache: Any = None  # the updated cache when one was given
@@ -76,7 +76,12 @@ class ChatPose(nn.Module):
         )
         if not cfg.text.tie_word_embeddings:
             self.lm_head = Linear(
-                cfg.text.vocab_size, ("embed", "vocab"), dtype=dtype, param_dtype=param_dtype, init_std=std
+                cfg.text.vocab_size,
+                ("embed", "vocab"),
+                dtype=dtype,
+                param_dtype=param_dtype,
+                init_std=std,
+                out_dtype=jnp.float32,
             )
         self.pose_head = PoseHead(cfg.pose_head, cfg.text.hidden_size, dtype, param_dtype, std)
 
@@ -96,9 +101,10 @@ class ChatPose(nn.Module):
         return jnp.where(is_image[..., None], gathered, embeds)
 
     def logits(self, hidden: jax.Array) -> jax.Array:
+        """float[..., d] -> float32[..., V], straight from the float32 accumulator."""
         if self.config.text.tie_word_embeddings:
-            return self.language_model.attend(hidden).astype(jnp.float32)
-        return self.lm_head(hidden).astype(jnp.float32)
+            return self.language_model.attend(hidden, jnp.float32)
+        return self.lm_head(hidden)
 
     def pose(self, hidden: jax.Array, input_ids: jax.Array) -> PoseOutput:
         cfg = self.config
@@ -116,6 +122,7 @@ class ChatPose(nn.Module):
         kv_cache: dict | None = None,
         cache_index: jax.Array | int = 0,
         cache_mask: jax.Array | None = None,
+        logits_positions: jax.Array | None = None,
     ) -> ChatPoseOutput:
         """Forward pass.
 
@@ -128,9 +135,12 @@ class ChatPose(nn.Module):
           kv_cache: None, or {"k", "v"} float[L, B, S, K, Dh] (see llama.py) for decoding.
           cache_index: first cache slot of these T tokens.
           cache_mask: bool[B, S], True at cache slots that hold real tokens, these T included.
+          logits_positions: int[B, K], the positions whose logits to compute (training needs only
+            those whose next token is learned: `train.losses.learned_positions`); default all T.
 
         Returns:
-          ChatPoseOutput (logits float32[B, T, V], hidden_states, pose, kv_cache).
+          ChatPoseOutput (logits float32[B, T, V], or [B, K, V] at `logits_positions`; hidden_states,
+          pose, kv_cache).
         """
         b, t = input_ids.shape
         if attention_mask is None:
@@ -144,7 +154,10 @@ class ChatPose(nn.Module):
             mask = causal_mask(cache_index + jnp.arange(t), cache_mask, self.config.text.sliding_window)
         embeds = self.embed(input_ids, pixel_values)
         hidden, kv_cache = self.language_model(embeds, position_ids, mask, kv_cache, cache_index)
-        return ChatPoseOutput(self.logits(hidden), hidden, self.pose(hidden, input_ids), kv_cache)
+        head_in = hidden
+        if logits_positions is not None:
+            head_in = jnp.take_along_axis(hidden, logits_positions[..., None].astype(jnp.int32), axis=1)
+        return ChatPoseOutput(self.logits(head_in), hidden, self.pose(hidden, input_ids), kv_cache)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,16 +236,17 @@ def apply(
     position_ids: jax.Array | None = None,
     *,
     dropout_rng: jax.Array | None = None,
-    **cache_args,
+    **kwargs,
 ) -> ChatPoseOutput:
     """The model as a pure function of (frozen base params, LoRA params, inputs).
 
     `lora_params` None or {} runs the base model. With `dropout_rng` the LoRA dropout is active
-    (training); without it the forward is deterministic.
+    (training); without it the forward is deterministic. Keyword arguments (the cache's,
+    `logits_positions`) go to `ChatPose.__call__`.
     """
     variables = {"params": params}
     if lora_params:
         variables[LORA_COLLECTION] = lora_params
     model = ChatPose(config, deterministic=dropout_rng is None)
     rngs = None if dropout_rng is None else {"dropout": dropout_rng}
-    return model.apply(variables, input_ids, pixel_values, attention_mask, position_ids, rngs=rngs, **cache_args)
+    return model.apply(variables, input_ids, pixel_values, attention_mask, position_ids, rngs=rngs, **kwargs)

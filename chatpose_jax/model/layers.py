@@ -2,7 +2,7 @@
 
 Parameter names follow flax (`kernel` [d_in, d_out], `bias`, `scale`, `embedding`); every
 parameter carries logical axis names that the mesh rules of the config map to mesh axes.
-Norms compute in float32 and return the compute dtype.
+Norms compute in float32 and return the compute dtype. Every matmul goes through `matmul.matmul`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from chatpose_jax.model import lora as lora_lib
+from chatpose_jax.model.matmul import matmul
 
 Dtype = Any
 
@@ -40,10 +41,11 @@ class Linear(nn.Module):
     lora: lora_lib.LoraSpec | None = None
     deterministic: bool = True
     bias_init: Any = nn.initializers.zeros
+    out_dtype: Dtype | None = None  # dtype of the product (default `dtype`; float32 for the LM head)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        """float[..., d_in] -> float[..., d_out] in `dtype`."""
+        """float[..., d_in] -> float[..., d_out] in `out_dtype` (default `dtype`)."""
         kernel = self.param(
             "kernel",
             nn.with_logical_partitioning(normal_init(self.init_std), self.axes),
@@ -51,7 +53,7 @@ class Linear(nn.Module):
             self.param_dtype,
         )
         x = x.astype(self.dtype)
-        y = jnp.dot(x, kernel.astype(self.dtype))
+        y = matmul(x, kernel.astype(self.dtype), self.out_dtype)
         if self.use_bias:
             bias = self.param(
                 "bias",
@@ -59,11 +61,11 @@ class Linear(nn.Module):
                 (self.features,),
                 self.param_dtype,
             )
-            y = y + bias.astype(self.dtype)
+            y = y + bias.astype(y.dtype)
         if self.lora is not None:
             y = y + lora_lib.LoraAdapter(
                 self.lora, self.features, self.axes, self.dtype, self.param_dtype, self.deterministic, name="lora"
-            )(x)
+            )(x).astype(y.dtype)
         return y
 
 
@@ -129,9 +131,9 @@ class Embed(nn.Module):
         """int[B, T] -> float[B, T, D]."""
         return jnp.take(self.embedding, ids, axis=0).astype(self.dtype)
 
-    def attend(self, x: jax.Array) -> jax.Array:
-        """float[B, T, D] -> float[B, T, V]."""
-        return jnp.dot(x.astype(self.dtype), self.embedding.astype(self.dtype).T)
+    def attend(self, x: jax.Array, out_dtype: Dtype | None = None) -> jax.Array:
+        """float[B, T, D] -> float[B, T, V] in `out_dtype` (default `dtype`)."""
+        return matmul(x.astype(self.dtype), self.embedding.astype(self.dtype).T, out_dtype)
 
 
 def activation(name: str):

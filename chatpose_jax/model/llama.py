@@ -82,7 +82,8 @@ class LlamaAttention(nn.Module):
             v = jax.lax.dynamic_update_slice(layer_cache["v"], v.astype(layer_cache["v"].dtype), start)
             new_cache = {"k": k, "v": v}
             k, v = k.astype(self.dtype), v.astype(self.dtype)
-        out = dot_product_attention(q, k, v, mask, impl=self.attention_impl)
+        # Without a cache the mask is causal by construction (chatpose.py), so keys after a query can be skipped.
+        out = dot_product_attention(q, k, v, mask, impl=self.attention_impl, is_causal=layer_cache is None)
         out = nn.with_logical_constraint(out, ("batch", "length", "heads", "kv")).reshape(b, t, h * dh)
         return dense(cfg.hidden_size, ("heads", "embed"), "o_proj")(out), new_cache
 
@@ -198,9 +199,9 @@ class LlamaModel(nn.Module):
         """int[B, T] -> float[B, T, d]."""
         return self.embed_tokens(input_ids)
 
-    def attend(self, hidden: jax.Array) -> jax.Array:
-        """Tied LM head: float[B, T, d] -> float[B, T, V]."""
-        return self.embed_tokens.attend(hidden)
+    def attend(self, hidden: jax.Array, out_dtype=None) -> jax.Array:
+        """Tied LM head: float[B, T, d] -> float[B, T, V] in `out_dtype` (default the compute dtype)."""
+        return self.embed_tokens.attend(hidden, out_dtype)
 
     def __call__(self, inputs_embeds, positions, mask, kv_cache=None, cache_index=0):
         """Runs the decoder.

@@ -23,21 +23,78 @@ def token_cross_entropy(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array
     Returns:
       (sum of -log p over learned tokens: float32[], number of learned tokens: float32[]).
     """
-    logits = logits[:, :-1].astype(jnp.float32)
-    targets = labels[:, 1:]
-    valid = targets != IGNORE_INDEX
-    safe = jnp.where(valid, targets, 0)
-    log_z = jax.nn.logsumexp(logits, axis=-1)
-    picked = jnp.take_along_axis(logits, safe[..., None], axis=-1)[..., 0]
-    nll = (log_z - picked) * valid
-    return nll.sum(), valid.sum().astype(jnp.float32)
+    return target_cross_entropy(logits[:, :-1], labels[:, 1:])
 
 
 def token_accuracy(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(correct next-token predictions on learned positions, learned positions)."""
+    return target_accuracy(logits[:, :-1], labels[:, 1:])
+
+
+def learned_positions(labels: jax.Array, count: int) -> tuple[jax.Array, jax.Array]:
+    """The positions whose next token is learned, so that the LM head runs only there.
+
+    Args:
+      labels: int[B, T]; IGNORE_INDEX where nothing is learned (not shifted).
+      count: K, the most learned tokens a row may hold (static; T - 1 always suffices).
+
+    Returns:
+      positions int32[B, K]: the t with labels[t + 1] learned, ascending, then 0 as padding;
+      targets int32[B, K]: labels[t + 1] at those t, IGNORE_INDEX at the padding. A row with more
+      than K learned tokens keeps its first K.
+    """
     targets = labels[:, 1:]
     valid = targets != IGNORE_INDEX
-    correct = (jnp.argmax(logits[:, :-1], axis=-1) == targets) & valid
+    count = min(count, targets.shape[1])
+    order = jnp.argsort(~valid, axis=1, stable=True)[:, :count]  # learned positions first, in order
+    kept = jnp.take_along_axis(valid, order, axis=1)
+    picked = jnp.take_along_axis(targets, order, axis=1)
+    return jnp.where(kept, order, 0).astype(jnp.int32), jnp.where(kept, picked, IGNORE_INDEX)
+
+
+def target_cross_entropy(logits: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Cross-entropy of aligned logits and targets, summed over the learned ones.
+
+    Args:
+      logits: float[B, K, V]; logits[b, k] predicts targets[b, k].
+      targets: int[B, K]; IGNORE_INDEX where nothing is learned.
+
+    Returns:
+      (sum of -log p over learned targets: float32[], number of learned targets: float32[]).
+    """
+    valid = targets != IGNORE_INDEX
+    nll = _softmax_cross_entropy(logits.astype(jnp.float32), jnp.where(valid, targets, 0))
+    return (nll * valid).sum(), valid.sum().astype(jnp.float32)
+
+
+@jax.custom_vjp
+def _softmax_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """-log softmax(logits)[target], float32[...] from float32[..., V] and int[...]."""
+    return _softmax_cross_entropy_fwd(logits, targets)[0]
+
+
+def _softmax_cross_entropy_fwd(logits, targets):
+    log_z = jax.nn.logsumexp(logits, axis=-1)
+    picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    return log_z - picked, (logits, log_z, targets)
+
+
+def _softmax_cross_entropy_bwd(residuals, grad):
+    # softmax - onehot in one elementwise pass over the logits (autodiff builds the one-hot part
+    # with a scatter into a zero [..., V] array and adds the two).
+    logits, log_z, targets = residuals
+    onehot = jnp.arange(logits.shape[-1]) == targets[..., None]
+    dlogits = (jnp.exp(logits - log_z[..., None]) - onehot) * grad[..., None]
+    return dlogits, None
+
+
+_softmax_cross_entropy.defvjp(_softmax_cross_entropy_fwd, _softmax_cross_entropy_bwd)
+
+
+def target_accuracy(logits: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(correct predictions on learned targets, learned targets); shapes as `target_cross_entropy`."""
+    valid = targets != IGNORE_INDEX
+    correct = (jnp.argmax(logits, axis=-1) == targets) & valid
     return correct.sum().astype(jnp.float32), valid.sum().astype(jnp.float32)
 
 

@@ -117,7 +117,11 @@ def _jit_steps(
 
 def step_settings(experiment: Experiment) -> StepSettings:
     return StepSettings(
-        experiment.model, experiment.train.loss, experiment.train.grad_accum_steps, new_token_ids(experiment)
+        experiment.model,
+        experiment.train.loss,
+        experiment.train.grad_accum_steps,
+        new_token_ids(experiment),
+        experiment.train.max_text_length,
     )
 
 

@@ -33,12 +33,19 @@ POSE_TARGETS = ("pose_global_orient", "pose_body_pose", "pose_betas", "pose_mask
 
 @dataclasses.dataclass(frozen=True)
 class StepSettings:
-    """The static parts of a step (hashable, so the jitted step is built once)."""
+    """The static parts of a step (hashable, so the jitted step is built once).
+
+    `max_text_length`: the data's bound on the text (non-image) tokens of a row (the pipeline
+    truncates to `train.max_text_length`). Labels sit on text tokens only, so a row learns at most
+    that many tokens, and the LM head and cross-entropy run on that many positions per row instead
+    of all T (with 576 image tokens per row most positions never need logits). 0: all positions.
+    """
 
     model: ModelConfig
     loss: LossConfig
     grad_accum_steps: int = 1
     new_token_ids: tuple[int, ...] = ()
+    max_text_length: int = 0
 
 
 def target_rotmats(batch: dict) -> jax.Array:
@@ -77,6 +84,11 @@ def micro_loss(
 ) -> tuple[jax.Array, dict]:
     """This micro-batch's share of the step loss, and its metric sums."""
     params, lora = join_params(frozen, trainable, settings.new_token_ids)
+    t = batch["labels"].shape[1]
+    if 0 < settings.max_text_length < t - 1:
+        positions, targets = losses.learned_positions(batch["labels"], settings.max_text_length)
+    else:
+        positions, targets = None, batch["labels"][:, 1:]
     out = chatpose.apply(
         settings.model,
         params,
@@ -85,9 +97,11 @@ def micro_loss(
         batch.get("pixel_values"),
         batch["attention_mask"],
         dropout_rng=dropout_rng,
+        logits_positions=positions,
     )
-    ce_sum, n_tokens = losses.token_cross_entropy(out.logits, batch["labels"])
-    correct, _ = losses.token_accuracy(out.logits, batch["labels"])
+    logits = out.logits if positions is not None else out.logits[:, :-1]
+    ce_sum, n_tokens = losses.target_cross_entropy(logits, targets)
+    correct, _ = losses.target_accuracy(logits, targets)
     mask = batch["pose_mask"] & out.pose.valid
     target = target_rotmats(batch)
     pose_sum, n_poses = losses.rotmat_l1(out.pose.rotmat, target, mask)
