@@ -97,8 +97,8 @@ def dropout(x: jax.Array, rate: float, rng: jax.Array) -> jax.Array:
     else:
         half = (*x.shape[:-2], x.shape[-2] // 2, x.shape[-1])
         bits = jax.random.bits(rng, half, jnp.uint32)
-        halves = jnp.concatenate([bits & 0xFFFF, bits >> 16], axis=-2)
-        mask = halves < jnp.uint32(round(keep * 65536))
+        halves = jnp.concatenate([bits.astype(jnp.uint16), (bits >> 16).astype(jnp.uint16)], axis=-2)
+        mask = halves < jnp.uint16(min(round(keep * 65536), 65535))
     return jnp.where(mask, x / jnp.asarray(keep, x.dtype), jnp.zeros((), x.dtype))
 
 

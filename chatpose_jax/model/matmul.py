@@ -42,8 +42,11 @@ def _cpu_matmul_bwd(out_dtype, residuals, grad):
     # the transpose back into the dot; an unused dw (a frozen weight) is dropped with its transpose.
     w_t = jax.lax.optimization_barrier(jnp.transpose(w))
     dx = jnp.dot(grad, w_t, preferred_element_type=jnp.float32).astype(x.dtype)
-    x_t = jax.lax.optimization_barrier(jnp.transpose(x.reshape(-1, x.shape[-1])))
-    dw = jnp.dot(x_t, grad.reshape(-1, grad.shape[-1]), preferred_element_type=jnp.float32)
+    x2, g2 = x.reshape(-1, x.shape[-1]), grad.reshape(-1, grad.shape[-1])
+    if x2.shape[1] <= g2.shape[1]:  # dw = x^T g, transposing the smaller of the two
+        dw = jnp.dot(jax.lax.optimization_barrier(x2.T), g2, preferred_element_type=jnp.float32)
+    else:  # dw = (g^T x)^T, e.g. a LoRA A [d, r]: the [M, r] gradient is the small one
+        dw = jnp.dot(jax.lax.optimization_barrier(g2.T), x2, preferred_element_type=jnp.float32).T
     return dx, dw.astype(w.dtype)
 
 
