@@ -17,6 +17,7 @@ import jax
 import numpy as np
 import pytest
 from etils import epath
+from etils.epath import gpath
 from etils.epath import testing as epath_testing
 
 from chatpose_jax import paths
@@ -29,11 +30,19 @@ REPO = Path(__file__).resolve().parent.parent
 BUCKET = "gs://bucket"
 
 
+def _no_tf() -> bool:
+    return False
+
+
 @contextlib.contextmanager
 def fake_bucket(root: Path, monkeypatch):
     """Every epath call on gs://bucket/X acts on root/X (results listed back as gs:// names)."""
     root.mkdir(parents=True, exist_ok=True)
     monkeypatch.setenv("EPATH_USE_TF", "false")  # else epath sends gs:// to tf.io.gfile, past the mock
+    # epath caches whether it may use TensorFlow the first time it meets a URI (an earlier test in the
+    # same process may have): forget that answer here and again on leaving.
+    gpath._is_tf_installed.cache_clear()
+    monkeypatch.setattr(gpath, "_is_tf_installed", _no_tf)
 
     def local(p):
         text = os.fspath(p)
