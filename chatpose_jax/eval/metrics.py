@@ -91,13 +91,15 @@ def lsp14_joints(vertices: jnp.ndarray, h36m_regressor: jnp.ndarray) -> jnp.ndar
 
     vertices: float[B, V, 3]; h36m_regressor: float[17, V] -> float[B, 14, 3] (input units).
     """
-    if h36m_regressor.shape != (NUM_H36M_JOINTS, vertices.shape[1]):
-        raise ValueError(
-            f"h36m_regressor has shape {tuple(h36m_regressor.shape)}; expected ({NUM_H36M_JOINTS}, {vertices.shape[1]})"
-        )
-    joints = jnp.einsum("jv,bvc->bjc", h36m_regressor, vertices)
-    pelvis = joints[:, H36M_PELVIS : H36M_PELVIS + 1]
-    return joints[:, list(H36M_TO_LSP14)] - pelvis
+    return _centred_joints("h36m_regressor", vertices, h36m_regressor, NUM_H36M_JOINTS, H36M_TO_LSP14, H36M_PELVIS)
+
+
+def _centred_joints(name: str, vertices, regressor, num_joints: int, rows, centre: int) -> jnp.ndarray:
+    """Joints `rows` of a float[num_joints, V] regressor on vertices float[B, V, 3], minus joint `centre`."""
+    if regressor.shape != (num_joints, vertices.shape[1]):
+        raise ValueError(f"{name} has shape {tuple(regressor.shape)}; expected ({num_joints}, {vertices.shape[1]})")
+    joints = jnp.einsum("jv,bvc->bjc", regressor, vertices)
+    return joints[:, list(rows)] - joints[:, centre : centre + 1]
 
 
 def load_j19_regressor(path: str, num_vertices: int | None = None) -> np.ndarray:
@@ -135,12 +137,7 @@ def hmr2_joints14(vertices: jnp.ndarray, j19_regressor: jnp.ndarray) -> jnp.ndar
 
     vertices: float[B, V, 3]; j19_regressor: float[19, V] -> float[B, 14, 3] (input units).
     """
-    if j19_regressor.shape != (NUM_J19_JOINTS, vertices.shape[1]):
-        raise ValueError(
-            f"j19_regressor has shape {tuple(j19_regressor.shape)}; expected ({NUM_J19_JOINTS}, {vertices.shape[1]})"
-        )
-    joints = jnp.einsum("jv,bvc->bjc", j19_regressor, vertices)
-    return joints[:, list(J19_TO_14)] - joints[:, J19_PELVIS : J19_PELVIS + 1]
+    return _centred_joints("j19_regressor", vertices, j19_regressor, NUM_J19_JOINTS, J19_TO_14, J19_PELVIS)
 
 
 def hmr2_keypoints14(keypoints_j19: np.ndarray) -> np.ndarray:
