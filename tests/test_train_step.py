@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from chatpose_jax.experiment import load_experiment
-from chatpose_jax.parallel.mesh import MeshConfig, make_mesh
+from chatpose_jax.parallel.mesh import MeshConfig, batch_sharding, make_mesh
 from chatpose_jax.train import setup as setup_lib
 from chatpose_jax.train import state as state_lib
 
@@ -145,3 +145,45 @@ def test_new_rows_mode_trains_only_the_pose_rows():
     pose_id = experiment.model.pose_token_id
     changed = np.flatnonzero(np.abs(embedding - embedding_before).max(axis=1) > 0)
     assert changed.tolist() == [pose_id]
+
+
+class _Repeat:
+    """A BatchSource handing out one host batch, placed on the trainer's mesh."""
+
+    def __init__(self, batch, sharding):
+        self.batch = setup_lib.global_batch(batch, sharding)
+
+    def __next__(self):
+        return self.batch
+
+    def state(self):
+        return {}
+
+    def restore(self, state):
+        pass
+
+
+def test_labels_beyond_max_text_length_are_counted_and_stop_the_run(tmp_path):
+    # Each row of random_batch learns 10 tokens: with room for 6 the step's cross-entropy would read
+    # 6 per row; the step reports the other 4 x 8 rows and the loop stops with the config field named.
+    from chatpose_jax.train.loop import BatchTooLongError, train_and_evaluate
+
+    config = tiny_config(train__max_text_length=6)
+    config.train.num_steps, config.train.body_model, config.train.eval_batches = 3, "", 0
+    experiment = load_experiment(config)
+    batch = random_batch(experiment)
+    trainer = setup_lib.build_trainer(experiment, make_mesh(MeshConfig(data=1), jax.devices()[:1]), donate=False)
+    metrics = trainer.step(setup_lib.global_batch(batch, trainer.batch_sharding))
+    assert int(metrics["tokens_beyond_max_text_length"]) == 4 * 8
+    assert int(metrics["tokens"]) == 6 * 8
+
+    def source(experiment, mesh, split):
+        return _Repeat(batch, batch_sharding(mesh))
+
+    with pytest.raises(BatchTooLongError, match=r"32 labelled tokens beyond train\.max_text_length=6"):
+        train_and_evaluate(experiment, str(tmp_path / "run"), make_source=source, progress=False)
+
+    fits = load_experiment(tiny_config(train__max_text_length=40))
+    trainer = setup_lib.build_trainer(fits, make_mesh(MeshConfig(data=1), jax.devices()[:1]), donate=False)
+    metrics = trainer.step(setup_lib.global_batch(batch, trainer.batch_sharding))
+    assert int(metrics["tokens_beyond_max_text_length"]) == 0

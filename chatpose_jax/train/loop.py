@@ -35,6 +35,22 @@ class TrainingDivergedError(RuntimeError):
     """Too many non-finite losses or gradients in a row."""
 
 
+class BatchTooLongError(ValueError):
+    """A batch row holds more labelled tokens than the step's cross-entropy reads (train.max_text_length)."""
+
+
+def _check_lengths(metrics: dict, step: int, max_text_length: int, workdir: str) -> None:
+    """Stops the run when step `step` (1-based) read fewer labelled tokens than its batch held."""
+    beyond = int(metrics.get("tokens_beyond_max_text_length", 0))
+    if beyond > 0:
+        raise BatchTooLongError(
+            f"the batch of step {step} held {beyond} labelled tokens beyond train.max_text_length="
+            f"{max_text_length} in its rows, which the cross-entropy would leave out: raise "
+            "train.max_text_length or truncate the rows as the data pipeline does; the last good checkpoint "
+            f"in {workdir} is kept"
+        )
+
+
 class BatchSource(Protocol):
     """Global batches as sharded jax.Arrays, with a resumable position."""
 
@@ -227,6 +243,8 @@ def train_and_evaluate(
                         f"{step}; the last good checkpoint in {workdir} is kept (raise "
                         "train.max_nonfinite_in_row, lower optimizer.lr or inspect the data)"
                     )
+                if previous is not None:
+                    _check_lengths(previous, step, cfg.max_text_length, workdir)
                 previous = metrics  # not donated, unlike the state
                 window_steps += 1
                 done = step + 1
@@ -254,6 +272,8 @@ def train_and_evaluate(
                     manager.wait_until_finished()
                     logging.warning("SIGTERM: checkpointed step %d and stopped", done)
                     return last
+            if previous is not None:
+                _check_lengths(previous, cfg.num_steps, cfg.max_text_length, workdir)
             if int(jax.device_get(trainer.state.nonfinite_in_row)) >= cfg.max_nonfinite_in_row:
                 raise TrainingDivergedError(
                     f"{int(jax.device_get(trainer.state.nonfinite_in_row))} non-finite losses or gradients in a row "

@@ -152,7 +152,7 @@ def train_step(
 
     Returns:
       (new state, metrics: float32 scalars: loss, ce, pose_l1, token_accuracy, grad_norm,
-      param_norm, update_norm, lr-free counts, and mpjpe / joints / vertices with a body model).
+      param_norm, update_norm, lr-free counts, tokens_beyond_max_text_length, and mpjpe / joints / vertices with a body model).
     """
     batch = {k: v for k, v in batch.items() if k in MODEL_INPUTS + POSE_TARGETS}
     counts = step_counts(batch)
@@ -208,6 +208,9 @@ def train_step(
         "pose_l1": sums["pose_l1_sum"] / counts["poses"],
         "token_accuracy": sums["correct"] / counts["tokens"],
         "tokens": sums["tokens"],
+        # Labelled tokens past train.max_text_length in some row, left out of the cross-entropy (the pipeline
+        # truncates rows so this stays 0; the loop stops on anything else).
+        "tokens_beyond_max_text_length": (batch["labels"][:, 1:] != losses.IGNORE_INDEX).sum() - sums["tokens"],
         "poses": sums["poses"],
         "pose_missing": sums["pose_missing"],
         "grad_norm": grad_norm,
