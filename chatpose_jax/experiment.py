@@ -53,6 +53,13 @@ class TrainConfig:
             raise ValueError(f"train.num_steps={self.num_steps} must be >= 0")
         if self.batch_size < 1 or self.grad_accum_steps < 1:
             raise ValueError("train.batch_size and train.grad_accum_steps must be >= 1")
+        body_terms = {"joints_weight": self.loss.joints_weight, "vertices_weight": self.loss.vertices_weight}
+        for name, weight in body_terms.items():
+            if weight > 0 and not self.body_model:
+                raise ValueError(
+                    f"train.loss.{name}={weight} needs a body model, but train.body_model is empty: give a SMPL "
+                    f"file or folder, or 'synthetic', or set train.loss.{name}=0"
+                )
         if self.batch_size % self.grad_accum_steps:
             raise ValueError(
                 f"train.batch_size={self.batch_size} is not divisible by train.grad_accum_steps={self.grad_accum_steps}"

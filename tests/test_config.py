@@ -122,6 +122,16 @@ def test_grad_accum_must_divide_batch():
         load_experiment(config)
 
 
+def test_body_losses_need_a_body_model():
+    config = load("tiny.py")
+    config.train.loss.vertices_weight = 1.0
+    config.train.body_model = ""
+    with pytest.raises(
+        ConfigError, match=r"train\.loss\.vertices_weight=1\.0 needs a body model, but train\.body_model is empty"
+    ):
+        load_experiment(config)
+
+
 def test_model_token_ids_must_fit_vocabulary():
     config = load("tiny.py")
     config.model.pose_token_id = 5000

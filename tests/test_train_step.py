@@ -170,6 +170,7 @@ def test_labels_beyond_max_text_length_are_counted_and_stop_the_run(tmp_path):
 
     config = tiny_config(train__max_text_length=6)
     config.train.num_steps, config.train.body_model, config.train.eval_batches = 3, "", 0
+    config.train.loss.joints_weight = 0.0
     experiment = load_experiment(config)
     batch = random_batch(experiment)
     trainer = setup_lib.build_trainer(experiment, make_mesh(MeshConfig(data=1), jax.devices()[:1]), donate=False)
