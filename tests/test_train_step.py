@@ -97,22 +97,22 @@ def test_eight_device_mesh_matches_one_device(one_device_run):
     assert losses[-1] < losses[0], losses
 
 
+def assert_one_device_run_repeats(config, one_device_run):
+    """`config` trains one device through the same losses and weights as the default run."""
+    _, batches, losses, trainable = one_device_run
+    other_losses, other_trainable, _ = run_steps(config, MeshConfig(data=1), batches, jax.devices()[:1])
+    np.testing.assert_allclose(other_losses, losses, atol=1e-5, rtol=0)
+    assert_trees_close(other_trainable, trainable, atol=1e-5)
+
+
 def test_gradient_accumulation_equals_the_full_batch(one_device_run):
-    config, batches, losses, trainable = one_device_run
-    accumulated = tiny_config(train__grad_accum_steps=4)
-    losses_acc, trainable_acc, _ = run_steps(accumulated, MeshConfig(data=1), batches, jax.devices()[:1])
-    np.testing.assert_allclose(losses_acc, losses, atol=1e-5, rtol=0)
-    assert_trees_close(trainable_acc, trainable, atol=1e-5)
+    assert_one_device_run_repeats(tiny_config(train__grad_accum_steps=4), one_device_run)
 
 
 def test_lm_head_on_learned_positions_only_gives_the_same_steps(one_device_run):
     # With max_text_length below the sequence length the step computes logits only where a next
     # token is learned (10 per row here), not at the image tokens and prompt.
-    config, batches, losses, trainable = one_device_run
-    bounded = tiny_config(train__max_text_length=40)
-    losses_b, trainable_b, _ = run_steps(bounded, MeshConfig(data=1), batches, jax.devices()[:1])
-    np.testing.assert_allclose(losses_b, losses, atol=1e-5, rtol=0)
-    assert_trees_close(trainable_b, trainable, atol=1e-5)
+    assert_one_device_run_repeats(tiny_config(train__max_text_length=40), one_device_run)
 
 
 def test_non_finite_loss_skips_the_update_and_counts_it():
