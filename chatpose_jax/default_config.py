@@ -183,6 +183,7 @@ def base_config() -> ml_collections.ConfigDict:
         dict(
             ce_weight=1.0,  # cross-entropy on the assistant's answer tokens
             pose_weight=0.1,  # L1 on rotation matrices (ChatPose's recipe)
+            pose_loss="released",  # body mean + root mean (ChatPose's); "flat": one mean over 24 x 9
             joints_weight=0.0,  # optional: SMPL joints through the body model
             vertices_weight=0.0,  # optional: SMPL vertices through the body model
         )

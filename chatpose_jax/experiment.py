@@ -23,6 +23,9 @@ class LossConfig:
 
     ce_weight: float = 1.0
     pose_weight: float = 0.1  # L1 on the 24 rotation matrices (global orient + body pose)
+    # "released": ChatPose's mean over the 23 body matrices + mean over the root's, per pose;
+    # "flat": one mean over all 24 x 9 entries (the root weighs 24 times less).
+    pose_loss: Literal["released", "flat"] = "released"
     joints_weight: float = 0.0  # L2 on SMPL joints through the body model (metres)
     vertices_weight: float = 0.0  # L1 on SMPL vertices through the body model (metres)
 

@@ -40,8 +40,9 @@ def get_config():
     c.model.lora.alpha = 16.0
     # No pretrained LLaVA exists at this size: the tiny model learns every weight. The answer
     # templates are learnt in a few hundred steps, so their cross-entropy soon carries little signal
-    # while the pose L1 (a mean over 216 matrix entries, ~0.09 at the mean pose) stays small: weighting
-    # it 30x lets the pose gradient, not the templates', shape the decoder state read at <POSE>.
+    # while the pose L1 (ChatPose's body mean + root mean; the body's ~0.09 at the mean pose) stays
+    # small: weighting it 30x lets the pose gradient, not the templates', shape the decoder state read
+    # at <POSE>. (The weight was tuned with one mean over 216 entries, train.loss.pose_loss="flat".)
     c.train.trainable = "all"
     c.train.loss.pose_weight = 30.0
     # The squared error of the posed body's joints (through the SMPL model in JAX) is the gradient

@@ -1,8 +1,13 @@
 """ChatPose's loss: cross-entropy on the answer tokens plus an L1 pose loss on rotation matrices.
 
-L = ce_weight * CE + pose_weight * L1(R_pred, R_gt) (+ joints_weight * |J_pred - J_gt|^2
+L = ce_weight * CE + pose_weight * L_pose (+ joints_weight * |J_pred - J_gt|^2
 + vertices_weight * |V_pred - V_gt| through the body model). Each term is returned as a
 (sum, count) pair so micro-batches of one step add up to the same mean as the whole batch.
+
+L_pose is the released ChatPose loss by default (`rotmat_l1_root_and_body`): per pose, the mean
+|R_pred - R_gt| over the 23 body-pose matrices (207 numbers) plus the mean over the root's 9,
+two means added (Feng et al., CVPR 2024, and its public PyTorch release). `rotmat_l1` (one mean
+over all 216 numbers, which weighs the root 24 times less) is kept for configs that name it.
 """
 
 from __future__ import annotations
@@ -110,6 +115,39 @@ def rotmat_l1(pred_rotmat: jax.Array, target_rotmat: jax.Array, mask: jax.Array)
     """
     per_pose = jnp.abs(pred_rotmat.astype(jnp.float32) - target_rotmat.astype(jnp.float32)).mean(axis=(-3, -2, -1))
     return jnp.sum(per_pose * mask), mask.sum().astype(jnp.float32)
+
+
+def rotmat_l1_root_and_body(
+    pred_rotmat: jax.Array, target_rotmat: jax.Array, mask: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """ChatPose's released pose loss: mean |dR| over the body joints plus mean |dR| over the root.
+
+    Args:
+      pred_rotmat, target_rotmat: float[B, P, J, 3, 3] (joint 0 = global orientation, 1.. = body).
+      mask: bool[B, P], which pose slots hold a target (and a predicted `<POSE>`).
+
+    Returns:
+      (sum over valid poses of mean|R_body_pred - R_body_gt| + mean|R_root_pred - R_root_gt|,
+      number of valid poses).
+    """
+    diff = jnp.abs(pred_rotmat.astype(jnp.float32) - target_rotmat.astype(jnp.float32))
+    per_pose = diff[..., 1:, :, :].mean(axis=(-3, -2, -1)) + diff[..., 0, :, :].mean(axis=(-2, -1))
+    return jnp.sum(per_pose * mask), mask.sum().astype(jnp.float32)
+
+
+POSE_LOSSES = {"released": rotmat_l1_root_and_body, "flat": rotmat_l1}
+
+
+def pose_loss(
+    kind: str, pred_rotmat: jax.Array, target_rotmat: jax.Array, mask: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """The pose term a config names: "released" (`rotmat_l1_root_and_body`) or "flat" (`rotmat_l1`).
+
+    Shapes as `rotmat_l1`; returns (sum over valid poses, number of valid poses).
+    """
+    if kind not in POSE_LOSSES:
+        raise ValueError(f"train.loss.pose_loss={kind!r} is not one of {sorted(POSE_LOSSES)}")
+    return POSE_LOSSES[kind](pred_rotmat, target_rotmat, mask)
 
 
 def masked_point_error(

@@ -104,7 +104,7 @@ def micro_loss(
     correct, _ = losses.target_accuracy(logits, targets)
     mask = batch["pose_mask"] & out.pose.valid
     target = target_rotmats(batch)
-    pose_sum, n_poses = losses.rotmat_l1(out.pose.rotmat, target, mask)
+    pose_sum, n_poses = losses.pose_loss(settings.loss.pose_loss, out.pose.rotmat, target, mask)
     cfg = settings.loss
     loss = cfg.ce_weight * ce_sum / counts["tokens"] + cfg.pose_weight * pose_sum / counts["poses"]
     sums = {
