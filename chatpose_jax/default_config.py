@@ -153,6 +153,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.attention_impl = "xla"  # "reference" | "xla" | "cudnn" (fused, GPU bf16)
     c.model.remat_policy = "full"  # gradient checkpointing of decoder layers
     c.model.scan_layers = False  # decoder layers under nn.scan
+    c.model.pose_frame = "opencv_camera"  # the root's frame (x right, y down, z away), the released model's
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = -1  # -1 = every device not used by the other axes

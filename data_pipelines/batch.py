@@ -12,7 +12,7 @@ B and a fixed length T per batch (one of a few bucket lengths):
 - `pixel_values` float32[B, 3, H, W]: CLIP-normalised; zeros for text-only samples.
 - `has_image` bool[B].
 - `pose_global_orient` float32[B, P, 3], `pose_body_pose` float32[B, P, 69] (axis-angle, SMPL,
-  y-up after ChatPose's orientation handling), `pose_betas` float32[B, P, 10], `pose_mask`
+  root in the OpenCV camera frame, x right, y down, z away, as ChatPose trains), `pose_betas` float32[B, P, 10], `pose_mask`
   bool[B, P]: target poses in the order of the `<POSE>` tokens in the sequence,
   P = model.pose_head.max_poses (1 by default).
 - `source` int32[B]: index of the dataset in DataConfig.datasets.

@@ -1,11 +1,13 @@
 """Rotations in numpy for the builders: axis-angle <-> matrix, PoseScript's yaw removal, frames.
 
-Frames. AMASS is z-up; SMPL's own frame (and ChatPose's pose targets) is y-up with the body
-facing +z. SPIN / 4D-Humans files give the root orientation in the OpenCV camera frame (x right,
-y down, z away from the camera). `Z_UP_TO_Y_UP` maps AMASS to y-up (x -> x, y -> -z, z -> y);
-`CAMERA_TO_Y_UP` maps OpenCV camera axes to y-up camera axes (x right, y up, z towards the
-viewer), so that a person standing upright and facing the camera has the identity orientation
-in every dataset.
+Frames. ChatPose's pose targets hold the root in the OpenCV camera frame (x right, y down, z away
+from the camera), as its public PyTorch release trains on them (Feng et al., CVPR 2024): SPIN /
+4D-Humans files already give the root in that frame and are kept as they are; AMASS is z-up, and
+PoseScript roots have their yaw removed and are then left-multiplied by `Z_UP_TO_CAMERA`
+(Rx(+90 degrees)), which sends AMASS's up (+z) to -y. A person standing upright and facing the
+camera then has the root diag(1, -1, -1) in every dataset (see chatpose_jax.body.frames).
+`Z_UP_TO_Y_UP` and `CAMERA_TO_Y_UP` (y-up camera axes: x right, y up, z towards the viewer) serve
+the synthetic data, which poses and describes bodies standing up in a y-up world.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import numpy as np
 
 Z_UP_TO_Y_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])  # Rx(-90 degrees)
 CAMERA_TO_Y_UP = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])  # Rx(180 degrees)
+Z_UP_TO_CAMERA = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])  # Rx(+90 degrees)
+POSE_FRAME = "opencv_camera"  # the frame of every builder's global_orient (chatpose_jax.body.frames)
 
 
 def axis_angle_to_rotmat(axis_angle: np.ndarray) -> np.ndarray:
@@ -88,5 +92,9 @@ def change_frame(global_orient: np.ndarray, frame_rotation: np.ndarray) -> np.nd
 
 
 def chatpose_orientation(global_orient_z_up: np.ndarray) -> np.ndarray:
-    """ChatPose's handling of an AMASS root: yaw removed (PoseScript), then z-up -> y-up."""
-    return change_frame(remove_yaw_z_up(global_orient_z_up), Z_UP_TO_Y_UP)
+    """ChatPose's handling of an AMASS root: yaw removed (PoseScript), then Rx(+90 deg) into the camera frame.
+
+    global_orient_z_up: float[..., 3] axis-angle in AMASS's z-up frame -> float[..., 3] axis-angle
+    in the OpenCV camera frame (x right, y down, z away).
+    """
+    return change_frame(remove_yaw_z_up(global_orient_z_up), Z_UP_TO_CAMERA)

@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from data_pipelines import conversation, images
+from data_pipelines import conversation, images, prepared
 from data_pipelines.batch import IGNORE_INDEX
 from data_pipelines.tokenizer import special_ids
 
@@ -159,7 +159,7 @@ def source_stream(config: PipelineConfig, source: int, process_index: int, proce
     """One dataset's endless, shuffled stream of common elements for this host."""
     name = config.datasets[source]
     split = config.splits[source] if config.splits else TRAIN_SPLITS.get(name, "train")
-    builder = tfds.builder(name, data_dir=config.data_dir)
+    builder = prepared.open_builder(name, config.data_dir)
     if split not in builder.info.splits:
         raise FileNotFoundError(
             f"{name}: no split {split!r} in {config.data_dir} (prepare it with chatpose-data prepare)"

@@ -88,7 +88,8 @@ def test_prompt_run_writes_npz_obj_png_of_the_model_pose(model, pose_ckpt, tmp_p
 
     with np.load(paths["npz"]) as npz:
         arrays = dict(npz)
-    assert set(arrays) == {"global_orient", "body_pose", "rotmat", "rot6d"}
+    assert set(arrays) == {"global_orient", "body_pose", "rotmat", "rot6d", "pose_frame"}
+    assert str(arrays["pose_frame"]) == "opencv_camera"
     assert arrays["global_orient"].shape == (3,) and arrays["body_pose"].shape == (69,)
     (pose,) = expected.poses
     np.testing.assert_allclose(arrays["rotmat"], pose.rotmat, atol=1e-5)
@@ -100,7 +101,8 @@ def test_prompt_run_writes_npz_obj_png_of_the_model_pose(model, pose_ckpt, tmp_p
     vertices, faces = mesh_io.read_obj(str(paths["obj"]))
     want_vertices, want_faces = outputs.posed_mesh(body, pose.rotmat)
     assert vertices.shape == (6890, 3) and faces.shape == want_faces.shape
-    np.testing.assert_allclose(vertices, want_vertices, atol=2e-6)  # OBJ keeps 6 decimals
+    # The OBJ shows the camera-frame body upright: x, -y, -z (Rx(180 deg)).
+    np.testing.assert_allclose(vertices, want_vertices * [1.0, -1.0, -1.0], atol=2e-6)  # OBJ keeps 6 decimals
     # The body is posed: not the rest mesh.
     rest = np.asarray(body().vertices[0])
     assert np.abs(vertices - rest).max() > 1e-3

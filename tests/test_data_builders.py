@@ -8,11 +8,23 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from data_synth_cache import SIZES, synthetic_data
+from scipy.spatial.transform import Rotation
 
+from data_pipelines import prepared
 from data_pipelines.builders.common import BadRecordError
 from data_pipelines.builders.posescript import smplh_to_smpl_body_pose
-from data_pipelines.orientation import CAMERA_TO_Y_UP, change_frame, chatpose_orientation
 from data_pipelines.prepare import prepare
+
+RX_PLUS_90 = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+
+
+def released_posescript_root(amass_root_axis_angle):
+    """ChatPose's PoseScript root, as its release computes it: decompose the AMASS (z-up) root as
+    R = Rz Ry Rx, set the z angle (yaw) to 0, then left-multiply by Rx(+90 deg) into the OpenCV
+    camera frame. Written with scipy, independently of data_pipelines.orientation."""
+    x, y, _ = Rotation.from_rotvec(amass_root_axis_angle).as_euler("xyz")  # extrinsic xyz: R = Rz Ry Rx
+    yaw_free = Rotation.from_euler("xyz", [x, y, 0.0]).as_matrix()
+    return Rotation.from_matrix(RX_PLUS_90 @ yaw_free).as_rotvec()
 
 
 @pytest.fixture(scope="module")
@@ -43,25 +55,41 @@ def test_posescript_counts_texts_and_poses(data):
             _, rel, frame = index[pid]
             poses = np.load(os.path.join(data["raw"]["posescript"], "AMASS", rel))["poses"]
             np.testing.assert_allclose(e["body_pose"], smplh_to_smpl_body_pose(poses[frame]), atol=1e-6)
-            np.testing.assert_allclose(e["global_orient"], chatpose_orientation(poses[frame, :3]), atol=1e-5)
+            np.testing.assert_allclose(
+                Rotation.from_rotvec(e["global_orient"]).as_matrix(),
+                Rotation.from_rotvec(released_posescript_root(poses[frame, :3])).as_matrix(),
+                atol=1e-5,
+                err_msg=f"id {pid}: root is not yaw removal then Rx(+90 deg) of the AMASS root",
+            )
             assert e["split"].decode() == split
     assert total == SIZES["num_poses"]
 
 
-def test_posescript_orientation_is_yaw_free_and_y_up(data):
-    """The writer hid a random yaw in each AMASS (z-up) root; the builder must give back the upright root."""
+def test_posescript_orientation_is_yaw_free_and_in_the_camera_frame(data):
+    """The writer hid a random yaw in each AMASS (z-up) root; the builder must give back the yaw-free
+    root in the OpenCV camera frame, where the body's up (+y) points along -y (the camera's up)."""
     from data_pipelines.synthetic.poses import sample_poses
 
-    canonical_go, _ = sample_poses(SIZES["num_poses"], 0, yaw_range=0.0)
+    canonical_y_up, _ = sample_poses(SIZES["num_poses"], 0, yaw_range=0.0)
     examples = {int(e["id"]): e for e in _read("posescript", data["data_dir"], "train")}
     for pid, e in list(examples.items())[:20]:
-        up = change_frame(e["global_orient"], np.eye(3))
-        # Rotating the body's +y (up) axis by the root gives a mostly-up vector in a y-up world.
-        from data_pipelines.orientation import axis_angle_to_rotmat
+        root = Rotation.from_rotvec(e["global_orient"]).as_matrix()
+        body_up = root @ np.array([0.0, 1.0, 0.0])
+        assert body_up[1] < -0.75, f"id {pid}: the body's up is {body_up} in the camera frame (expected about -y)"
+        expected = np.diag([1.0, -1.0, -1.0]) @ Rotation.from_rotvec(canonical_y_up[pid]).as_matrix()
+        np.testing.assert_allclose(root, expected, atol=1e-4, err_msg=f"id {pid}")
 
-        body_up = axis_angle_to_rotmat(up) @ np.array([0.0, 1.0, 0.0])
-        assert body_up[1] > 0.75, f"id {pid}: root tilts the body to {body_up} (not y-up)"
-        np.testing.assert_allclose(e["global_orient"], canonical_go[pid], atol=1e-4, err_msg=f"id {pid}")
+
+def test_upright_person_facing_the_camera_has_the_same_root_in_posescript_and_hmr_data():
+    """REFERENCE: standing upright facing the camera is diag(1, -1, -1) in both data types."""
+    # AMASS is z-up: the yaw-free root Rx(+90 deg) stands the body up (its +y onto the world's +z).
+    amass_upright = Rotation.from_matrix(np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])).as_rotvec()
+    root = Rotation.from_rotvec(released_posescript_root(amass_upright)).as_matrix()
+    from data_pipelines.orientation import chatpose_orientation
+
+    ours = Rotation.from_rotvec(chatpose_orientation(amass_upright)).as_matrix()
+    np.testing.assert_allclose(ours, root, atol=1e-9)
+    np.testing.assert_allclose(ours, np.diag([1.0, -1.0, -1.0]), atol=1e-9)
 
 
 def test_posescript_v1_release_and_raw_config(data, tmp_path):
@@ -99,9 +127,7 @@ def test_hmr_images_npz_and_tars(data):
         np.testing.assert_allclose(e["center"], spin_test["center"][i], atol=1e-4)
         np.testing.assert_allclose(e["body_pose"], spin_test["pose"][i, 3:], atol=1e-6)
         np.testing.assert_allclose(e["betas"], spin_test["shape"][i], atol=1e-6)
-        np.testing.assert_allclose(
-            e["global_orient"], change_frame(spin_test["pose"][i, :3], CAMERA_TO_Y_UP), atol=1e-5
-        )
+        np.testing.assert_allclose(e["global_orient"], spin_test["pose"][i, :3], atol=1e-6, err_msg="file root kept")
         assert e["gender"].decode() == spin_test["gender"][i] and e["has_smpl"]
         assert e["image"].ndim == 3 and e["image"].shape[2] == 3
     assert sum(e["source"].decode().endswith(".tar") for e in train) == n_tar
@@ -119,6 +145,31 @@ def test_llava_spg_rpe(data):
     assert len(spg) == SIZES["num_spg"] and all(e["description"] for e in spg)
     rpe = _read("rpe", data["data_dir"], "test")
     assert len(rpe) == SIZES["num_rpe"] and rpe[0]["image"].shape[2] == 3
+    # Both keep their files' roots: the OpenCV camera frame.
+    rpe_file = {r["id"]: r for r in json.load(open(os.path.join(data["raw"]["rpe"], "rpe.json")))}
+    spg_file = {r["id"]: r for r in json.load(open(os.path.join(data["raw"]["spg"], "spg.json")))}
+    for examples, records in ((rpe, rpe_file), (spg, spg_file)):
+        for e in examples[:5]:
+            np.testing.assert_allclose(e["global_orient"], records[int(e["id"])]["global_orient"], atol=1e-6)
+
+
+def test_prepared_pose_datasets_name_their_frame_and_older_versions_are_refused(data, tmp_path):
+    for name in ("posescript", "hmr_images", "rpe", "spg"):
+        builder = prepared.open_builder(name, data["data_dir"])
+        assert builder.info.metadata["pose_frame"] == "opencv_camera", name
+    # A data_dir prepared before the camera frame: version 1.0.0 only, y-up roots.
+    old = tmp_path / "old"
+    shutil.copytree(os.path.join(data["data_dir"], "spg"), old / "spg")
+    (old / "spg" / "2.0.0").rename(old / "spg" / "1.0.0")
+    with pytest.raises(
+        prepared.PoseFrameMismatchError, match=r"1\.0\.0.*y-up.*OpenCV camera frame.*chatpose-data prepare spg"
+    ):
+        prepared.open_builder("spg", str(old))
+    # A current version whose metadata names no frame is refused too.
+    (old / "spg" / "1.0.0").rename(old / "spg" / "2.0.0")
+    os.remove(old / "spg" / "2.0.0" / "metadata.json")
+    with pytest.raises(prepared.PoseFrameMismatchError, match="pose_frame=None"):
+        prepared.open_builder("spg", str(old))
 
 
 def test_bad_records_are_skipped_counted_and_named(data, tmp_path, caplog):

@@ -94,7 +94,7 @@ def test_hmr2_protocol_is_selected_by_flag(setup, tmp_path):
     go = data.global_orient + 0.1 * rng.normal(size=data.global_orient.shape).astype(np.float32)
     bp = data.body_pose + 0.2 * rng.normal(size=data.body_pose.shape).astype(np.float32)
     path = tmp_path / "p.npz"
-    np.savez(path, ids=data.ids, global_orient=go, body_pose=bp)
+    np.savez(path, ids=data.ids, global_orient=go, body_pose=bp, pose_frame="opencv_camera")
     extra = ("--protocol=hmr2", f"--predictions={path}", "--gallery_size=0")
     result = run_eval(*args(setup, tmp_path / "hmr2", "3dpw", *extra, checkpoint=False))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -123,5 +123,9 @@ def test_missing_benchmark_folder_and_bad_predictions_are_named(setup, tmp_path)
     path = tmp_path / "p.npz"
     kept = list(ids[2:]) + ["ghost/1.jpg"]
     np.savez(path, ids=np.array(kept), global_orient=np.zeros((len(kept), 3)), body_pose=np.zeros((len(kept), 69)))
+    with pytest.raises(PredictionsFileError, match=r"p\.npz \(key 'pose_frame'\) has no pose frame.*OpenCV camera"):
+        load_predictions(str(path), ids)  # a file from before the camera frame (or another method's, unlabelled)
+    np.savez(path, ids=np.array(kept), global_orient=np.zeros((len(kept), 3)), body_pose=np.zeros((len(kept), 69)),
+             pose_frame="opencv_camera")  # fmt: skip
     with pytest.raises(PredictionsFileError, match=r"2 of the benchmark's \d+ ids are missing: .*1 ids are not in"):
         load_predictions(str(path), ids)

@@ -183,7 +183,6 @@ def test_4d_humans_files_have_the_published_layout(hmr2_benchmark):
 
 def test_4d_humans_benchmark_scores_like_numpy_reference(hmr2_benchmark, bodies, j19):
     from chatpose_jax.eval.benchmarks import read_benchmark
-    from data_pipelines.orientation import CAMERA_TO_Y_UP
 
     root, data_dir = hmr2_benchmark
     raw = np.load(os.path.join(root, "hmr2_evaluation_data", "3dpw_test.npz"))
@@ -194,14 +193,14 @@ def test_4d_humans_benchmark_scores_like_numpy_reference(hmr2_benchmark, bodies,
     raw = {k: raw[k][order] for k in raw.files}
     assert set(data.gender) == {"m", "f"} and data.ground_truth == "joints"
     np.testing.assert_array_equal(data.gender, raw["gender"])
-    # Ground truth: each person's own gendered body in the file's camera frame, J19, pelvis; then y-up.
+    # Ground truth: each person's own gendered body in the file's camera frame (kept), J19, pelvis.
     gt = np.zeros((len(data), 14, 3))
     for i, gender in enumerate(raw["gender"]):
         pose = raw["body_pose"][i : i + 1].astype(np.float32)
         verts = posed(bodies.model(str(gender)), raw["betas"][i : i + 1].astype(np.float32), pose[:, 3:], pose[:, :3])
-        gt[i] = numpy_hmr2_14(np.asarray(verts, np.float64), j19)[0] @ CAMERA_TO_Y_UP.T
+        gt[i] = numpy_hmr2_14(np.asarray(verts, np.float64), j19)[0]
     np.testing.assert_allclose(image_protocol.ground_truth_joints(data, bodies, "hmr2"), gt, atol=1e-4)
-    # Predictions: the true (y-up) poses on the neutral, shapeless body.
+    # Predictions: the true (camera-frame) poses on the neutral, shapeless body.
     zeros = np.zeros((len(data), 10), np.float32)
     verts = posed(bodies.model("n"), zeros, data.body_pose, data.global_orient)
     pred = numpy_hmr2_14(np.asarray(verts, np.float64), j19)

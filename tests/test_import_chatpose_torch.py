@@ -100,6 +100,17 @@ def _torch_pose(model, head, ids, px):
         return head(states).reshape(len(ids), 24, 6).numpy(), out.logits.numpy()
 
 
+def _hmr2_rot6d_to_rotmat(rot6d):
+    """HMR2.0's 6D layout: reshape (2, 3), row 0 the first column a1, row 1 the second a2;
+    b1 = a1/|a1|, b2 = normalise(a2 - (b1.a2) b1), b3 = b1 x b2, R = [b1 b2 b3] as columns."""
+    pair = rot6d.reshape(*rot6d.shape[:-1], 2, 3)
+    a1, a2 = pair[..., 0, :], pair[..., 1, :]
+    b1 = a1 / np.linalg.norm(a1, axis=-1, keepdims=True)
+    b2 = a2 - np.sum(b1 * a2, axis=-1, keepdims=True) * b1
+    b2 = b2 / np.linalg.norm(b2, axis=-1, keepdims=True)
+    return np.stack([b1, b2, np.cross(b1, b2)], axis=-1)
+
+
 def _check_against_torch(config, params, reference):
     model, head = reference
     rng = np.random.RandomState(3)
@@ -114,6 +125,13 @@ def _check_against_torch(config, params, reference):
     assert np.abs(ref_rot6d).max() > 0.5
     err = np.abs(np.asarray(out.logits)[..., : SEG_ID + 1] - ref_logits).max()
     assert err < 1e-4, f"logits differ by {err}"
+    # The pose, root included, is the released formula's with no change of frame: both are in the
+    # OpenCV camera frame the released model was trained in.
+    released = _hmr2_rot6d_to_rotmat(ref_rot6d.astype(np.float64))
+    err = np.abs(np.asarray(out.pose.rotmat)[:, 0] - released).max()
+    assert err < 1e-5, f"rotation matrices differ from the released formula's by {err}"
+    root_err = np.abs(np.asarray(out.pose.rotmat)[:, 0, 0] - released[:, 0]).max()
+    assert root_err < 1e-5, f"the root differs by {root_err} (a frame change?)"
 
 
 def test_merged_release_with_tower_in_one_file(reference, tmp_path):

@@ -1,7 +1,8 @@
 """The model checkpoint that `chatpose-convert import-hf` writes and training / chat start from.
 
 Layout of a checkpoint folder PATH:
-  PATH/model_config.json   the ModelConfig as JSON (`ModelConfig.to_dict`)
+  PATH/model_config.json   the ModelConfig as JSON (`ModelConfig.to_dict`), whose `pose_frame`
+                           names the frame of the pose head's root (a folder without it is refused)
   PATH/params/             the params pytree, an orbax StandardCheckpointer checkpoint
   PATH/tokenizer/          the tokenizer with `<POSE>` added (only when the source had one)
 
@@ -20,6 +21,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from chatpose_jax import paths
+from chatpose_jax.body import frames
 from chatpose_jax.model import chatpose
 from chatpose_jax.model.config import ModelConfig, model_config_from_dict
 
@@ -51,7 +53,18 @@ def save_model_checkpoint(
 
 
 def load_model_config(path: str) -> ModelConfig:
-    return model_config_from_dict(json.loads((paths.path(path) / CONFIG_FILE).read_text()))
+    """The ModelConfig of the checkpoint at `path`.
+
+    Raises:
+      PoseFrameError: the checkpoint was written before roots moved to the OpenCV camera frame.
+    """
+    raw = json.loads((paths.path(path) / CONFIG_FILE).read_text())
+    frames.require_pose_frame(
+        raw.get("pose_frame"),
+        f"model checkpoint {paths.join(path, CONFIG_FILE)}",
+        "import it again (chatpose-convert import-hf or import-chatpose-torch)",
+    )
+    return model_config_from_dict(raw)
 
 
 def load_model_checkpoint(

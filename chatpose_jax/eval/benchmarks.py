@@ -7,8 +7,9 @@ read from 4D-Humans' own evaluation files (`hmr_images/hmr2`: 3dpw_test, h36m_va
 ground truth is their 3D keypoints. Prompts are fixed per benchmark: the first question of the
 supplement's Table 1 for images, of Table 3 for texts; RPE prefixes its description as training does.
 
-Frames: roots are y-up (the builders' default config), as the model predicts them; H36M joints
-come in the camera frame and are turned to y-up here.
+Frames: roots and 3D joints are in the OpenCV camera frame (x right, y down, z away), as the
+builders give them and the model (like the released ChatPose) predicts them; a dataset prepared
+before the builders moved to that frame is refused (`chatpose_jax.eval.prepared.require_prepared`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import functools
 import numpy as np
 
 from chatpose_jax import paths
+from chatpose_jax.body.frames import UPRIGHT_FACING_CAMERA_ROOT
 
 # What each benchmark reads: (TFDS dataset, split, input kind, ground truth kind).
 #   image/smpl: pose + betas + gender through the gendered body model; image/joints: the file's 3D
@@ -52,9 +54,9 @@ class BenchmarkData:
 
     ids: str[N]; questions: N prompts (without `<image>`); texts: N descriptions ('' for 3DPW/H36M);
     images: N encoded images or None; crops: float32[N, 3] (center x, y pixels, scale = box / 200);
-    global_orient: float32[N, 3], body_pose: float32[N, 69] axis-angle radians (y-up);
+    global_orient: float32[N, 3], body_pose: float32[N, 69] axis-angle radians (camera frame);
     betas: float32[N, 10]; gender: str[N] 'm' | 'f' | 'n'; joints_3d: float32[N, 24, 4] SPIN `S`
-    or 4D-Humans' extra keypoints in rows 0..18 (y-up, metres; zeros when absent).
+    or 4D-Humans' extra keypoints in rows 0..18 (camera frame, metres; zeros when absent).
     """
 
     name: str
@@ -86,15 +88,15 @@ def question_for(name: str, text: str) -> str:
 
 
 def _builder(dataset: str, split: str, data_dir: str, name: str):
-    import tensorflow_datasets as tfds
-
-    import data_pipelines  # noqa: F401  (registers the builders)
+    from data_pipelines import prepared
 
     if not data_dir or not paths.path(data_dir).is_dir() or not any(paths.path(data_dir).iterdir()):
         raise BenchmarkError(f"benchmark {name}: data_dir {data_dir!r} is missing or empty")
     try:
-        builder = tfds.builder(dataset, data_dir=data_dir)
+        builder = prepared.open_builder(dataset, data_dir)
         splits = builder.info.splits
+    except prepared.PoseFrameMismatchError:
+        raise
     except Exception as e:  # tfds raises several kinds for an unprepared dataset
         raise BenchmarkError(
             f"benchmark {name}: dataset {dataset} is not prepared in {data_dir} "
@@ -159,8 +161,6 @@ def read_benchmark(
     """
     import tensorflow_datasets as tfds
 
-    from data_pipelines.orientation import CAMERA_TO_Y_UP
-
     dataset, split, kind, truth = spec(name, protocol)
     builder = _builder(dataset, split, data_dir, name)
     total = builder.info.splits[split].num_examples
@@ -187,7 +187,6 @@ def read_benchmark(
     if has_image:
         crops = np.concatenate([field("center", (2,)), field("scale", ())[:, None]], axis=1).astype(np.float32)
     joints = field("joints_3d", (24, 4)).astype(np.float32).reshape(n, 24, 4)
-    joints[..., :3] = joints[..., :3] @ CAMERA_TO_Y_UP.T.astype(np.float32)
     gender = np.array([r["gender"].decode() if "gender" in r else "n" for r in rows], dtype="<U1").reshape(n)
     return BenchmarkData(
         name=name,
@@ -249,18 +248,21 @@ def mean_rotations(axis_angle: np.ndarray) -> np.ndarray:
 
 def mean_pose(kind: str, data_dir: str) -> tuple[np.ndarray, np.ndarray]:
     """(global_orient float32[3], body_pose float32[69]): the mean training pose of `kind` ('image' or
-    'text'), from at most MEAN_POSE_MAX_EXAMPLES training examples; the rest pose when none is prepared."""
+    'text'), from at most MEAN_POSE_MAX_EXAMPLES training examples; when none is prepared, the rest
+    pose standing upright and facing the camera (root diag(1, -1, -1) in the OpenCV camera frame)."""
     import tensorflow_datasets as tfds
 
-    import data_pipelines  # noqa: F401
+    from data_pipelines import prepared
 
     dataset, split = MEAN_POSE_SOURCE[kind]
     try:
-        builder = tfds.builder(dataset, data_dir=data_dir)
+        builder = prepared.open_builder(dataset, data_dir)
         if split not in builder.info.splits:
             raise KeyError(split)
+    except prepared.PoseFrameMismatchError:
+        raise
     except Exception:  # not prepared: fall back to the rest pose
-        return np.zeros(3, np.float32), np.zeros(69, np.float32)
+        return UPRIGHT_FACING_CAMERA_ROOT.copy(), np.zeros(69, np.float32)
     take = min(builder.info.splits[split].num_examples, MEAN_POSE_MAX_EXAMPLES)
     decoders = {"image": tfds.decode.SkipDecoding()} if "image" in builder.info.features else None
     ds = builder.as_dataset(split=f"{split}[:{take}]", shuffle_files=False, decoders=decoders)
@@ -270,6 +272,6 @@ def mean_pose(kind: str, data_dir: str) -> tuple[np.ndarray, np.ndarray]:
         if r.get("has_smpl", True)
     ]
     if not poses:
-        return np.zeros(3, np.float32), np.zeros(69, np.float32)
+        return UPRIGHT_FACING_CAMERA_ROOT.copy(), np.zeros(69, np.float32)
     mean = mean_rotations(np.stack(poses))
     return mean[0], mean[1:].reshape(69)

@@ -1,4 +1,8 @@
-"""gallery_<benchmark>.png: a grid of samples, each its input, the predicted and the true body, and its error."""
+"""gallery_<benchmark>.png: a grid of samples, each its input, the predicted and the true body, and its error.
+
+Bodies come in the model's frame (the OpenCV camera frame, y down) and are drawn upright
+(`chatpose_jax.body.frames.upright_for_display`).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,14 @@ import textwrap
 import numpy as np
 
 from chatpose_jax import paths
+from chatpose_jax.body.frames import upright_for_display
 
 
 def _draw_body(ax, vertices: np.ndarray, faces: np.ndarray, colour: str, title: str) -> None:
-    """A front view (x right, y up) of a mesh: its triangles filled, shaded by facing."""
+    """A front view (x right, y up) of a mesh in the camera frame: its triangles filled, shaded by facing."""
     from matplotlib.collections import PolyCollection
 
+    vertices = upright_for_display(vertices)
     tri = vertices[faces]  # [F, 3, 3]
     normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)

@@ -6,8 +6,11 @@ answer without `<POSE>` gets the mean pose and counts in `no_pose_rate`. With
 `force_pose_answer`, the answer "Sure, it is <POSE>." is teacher-forced after the question: the
 pose head reads the state that precedes `<POSE>`, which measures the pose head alone.
 
-Predictions file (npz): ids str[N], global_orient float32[N, 3], body_pose float32[N, 69]
-(axis-angle, radians, y-up), answer str[N]; has_pose bool[N] optional (True when absent).
+Predictions file (npz): ids str[N], global_orient float32[N, 3] (axis-angle, radians, in the
+OpenCV camera frame: x right, y down, z away, as the released ChatPose predicts it), body_pose
+float32[N, 69], pose_frame str (must be "opencv_camera": a file without it, e.g. one written
+before roots moved to that frame, is refused), answer str[N]; has_pose bool[N] optional (True when
+absent).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 import numpy as np
 
 from chatpose_jax import paths
+from chatpose_jax.body import frames
 from chatpose_jax.eval import benchmarks
 from chatpose_jax.eval.mesh_decode import MeshDecoder
 from chatpose_jax.inference.session import ChatModel
@@ -145,7 +149,7 @@ def save_predictions(path: str, preds: Predictions) -> str:
     with target.open("wb") as f:  # through epath, so gs:// works
         np.savez(f, ids=preds.ids.astype(str), global_orient=preds.global_orient.astype(np.float32),
                  body_pose=preds.body_pose.astype(np.float32), answer=preds.answer.astype(str),
-                 has_pose=preds.has_pose.astype(bool))  # fmt: skip
+                 has_pose=preds.has_pose.astype(bool), pose_frame=np.array(frames.POSE_FRAME))  # fmt: skip
     return path
 
 
@@ -175,6 +179,15 @@ def load_predictions(path: str, ids: np.ndarray) -> Predictions:
             )
         if width and (arrays[key].ndim != 2 or arrays[key].shape[1] != width):
             raise PredictionsFileError(f"{path}: key {key!r} has shape {arrays[key].shape}; expected (N, {width})")
+    stored_frame = str(arrays["pose_frame"]) if "pose_frame" in arrays else None
+    try:
+        frames.require_pose_frame(
+            stored_frame,
+            f"{path} (key 'pose_frame')",
+            f"give its global_orient in that frame and store pose_frame={frames.POSE_FRAME!r} with it",
+        )
+    except frames.PoseFrameError as e:
+        raise PredictionsFileError(str(e)) from e
     file_ids = arrays["ids"].astype(str).reshape(-1)
     n = len(file_ids)
     for key in ("global_orient", "body_pose"):

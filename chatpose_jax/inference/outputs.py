@@ -1,11 +1,14 @@
 """Pose files of an answer: `STEM.npz` (axis-angle and rotation matrices), `STEM.obj` and `STEM.png`.
 
-The npz holds, for one body:
+The npz holds, for one body, in the frame the model predicts (the released ChatPose's: the OpenCV
+camera frame, x right, y down, z away; chatpose_jax.body.frames):
   global_orient  float32[3]        axis-angle (radians) of joint 0
   body_pose      float32[69]       axis-angle of joints 1..23, flattened as smplx takes it
   rotmat         float32[24, 3, 3] rotation matrices, joint 0 global orientation, 1..23 body pose
   rot6d          float32[24, 6]    the pose head's output (HMR2.0 6D layout)
-The mesh is the body model posed with those matrices at zero shape (betas = 0); the PNG shows it
+  pose_frame     str               "opencv_camera"
+The mesh is the body model posed with those matrices at zero shape (betas = 0), turned upright for
+display (`frames.upright_for_display`: y up, facing +z) in the OBJ and the PNG; the PNG shows it
 from the front and the side.
 """
 
@@ -16,7 +19,7 @@ import os
 import jax.numpy as jnp
 import numpy as np
 
-from chatpose_jax.body import mesh_io, rotations
+from chatpose_jax.body import frames, mesh_io, rotations
 
 SYNTHETIC = "synthetic"
 
@@ -50,7 +53,7 @@ def pose_arrays(rotmat: np.ndarray, rot6d: np.ndarray | None = None) -> dict[str
     if rotmat.shape != (24, 3, 3):
         raise ValueError(f"rotmat has shape {rotmat.shape}; expected (24, 3, 3) (SMPL's 24 joints)")
     axis_angle = np.asarray(rotations.rotmat_to_axis_angle(jnp.asarray(rotmat)), np.float32)
-    arrays = {"global_orient": axis_angle[0], "body_pose": axis_angle[1:].reshape(69), "rotmat": rotmat}
+    arrays = {"global_orient": axis_angle[0], "body_pose": axis_angle[1:].reshape(69), "rotmat": rotmat}  # camera frame
     if rot6d is not None:
         arrays["rot6d"] = np.asarray(rot6d, np.float32)
     return arrays
@@ -76,8 +79,9 @@ def write_pose_files(out_dir: str, stem: str, pose, body_model, title: str | Non
     os.makedirs(out_dir, exist_ok=True)
     base = os.path.join(out_dir, stem)
     paths = {"npz": base + ".npz", "obj": base + ".obj", "png": base + ".png"}
-    np.savez(paths["npz"], **pose_arrays(pose.rotmat, pose.rot6d))
+    np.savez(paths["npz"], **pose_arrays(pose.rotmat, pose.rot6d), pose_frame=np.array(frames.POSE_FRAME))
     vertices, faces = posed_mesh(body_model, pose.rotmat)
+    vertices = frames.upright_for_display(vertices)
     mesh_io.write_obj(paths["obj"], vertices, faces)
     mesh_io.render_png(paths["png"], vertices, faces, title=title)
     return paths

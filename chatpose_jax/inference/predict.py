@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from chatpose_jax import paths
+from chatpose_jax.body import frames
 from chatpose_jax.inference import outputs, prompt
 from chatpose_jax.inference.images import ImageError
 from chatpose_jax.inference.session import ChatModel, left_pad, round_up
@@ -99,7 +100,7 @@ def read_inputs(path: str, default_prompt: str = DEFAULT_IMAGE_PROMPT) -> list[R
 
 def _pose_json(pose_rotmat: np.ndarray, rot6d: np.ndarray, position: int) -> dict:
     arrays = outputs.pose_arrays(pose_rotmat, rot6d)
-    return {"position": position, **{k: v.tolist() for k, v in arrays.items()}}
+    return {"position": position, **{k: v.tolist() for k, v in arrays.items()}, "pose_frame": frames.POSE_FRAME}
 
 
 def predict_records(
@@ -117,7 +118,9 @@ def predict_records(
 
     Each result: id, prompt, image, answer (text), tokens (generated ids, `</s>` included),
     stop_reason ("eos" | "max_new_tokens"), poses: per `<POSE>` {position, global_orient [3],
-    body_pose [69] (axis-angle, radians), rotmat [24][3][3], rot6d [24][6]}.
+    body_pose [69] (axis-angle, radians), rotmat [24][3][3], rot6d [24][6], pose_frame}; the root
+    (global_orient, rotmat[0]) is in the OpenCV camera frame (x right, y down, z away), as the
+    released ChatPose emits it.
 
     Raises:
       PromptTooLongError: naming the record whose prompt leaves no room in the context.

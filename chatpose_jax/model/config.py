@@ -141,6 +141,9 @@ class ModelConfig:
     remat_policy: Literal["none", "full", "dots", "dots_no_batch"] = "none"
     scan_layers: bool = False  # decoder layers under nn.scan (flat compile time in depth)
     initializer_range: float = 0.02  # std of the normal init of fresh kernels and embeddings
+    # Frame of the pose head's root (joint 0): the OpenCV camera frame, as the released ChatPose
+    # emits it (chatpose_jax.body.frames). Stored with every checkpoint; one without it is refused.
+    pose_frame: Literal["opencv_camera"] = "opencv_camera"
 
     def __post_init__(self):
         for name in ("image_token_id", "pose_token_id", "pad_token_id", "bos_token_id", "eos_token_id"):

@@ -1,7 +1,7 @@
 """PoseScript text-pose pairs for the retrieval model: read through the `posescript` builder.
 
-Poses: float32[N, 22, 3] axis-angle (root + 21 body joints, y-up, yaw removed, as the builder
-gives them). Left-right flip (PoseScript's augmentation): swap left and right joints, negate the
+Poses: float32[N, 22, 3] axis-angle (root + 21 body joints; the root yaw-free in the OpenCV camera
+frame, as the builder gives it). Left-right flip (PoseScript's augmentation): swap left and right joints, negate the
 y and z components of every joint's axis-angle, swap the words left / right in the text; texts
 that speak of clocks or axes are not flipped.
 """
@@ -49,11 +49,13 @@ def load_pairs(data_dir: str, split: str, texts: str = "all") -> tuple[np.ndarra
     """
     import tensorflow_datasets as tfds
 
-    import data_pipelines  # noqa: F401
+    from data_pipelines import prepared
 
     try:
-        builder = tfds.builder("posescript", data_dir=data_dir)
+        builder = prepared.open_builder("posescript", data_dir)
         info = builder.info.splits
+    except prepared.PoseFrameMismatchError:
+        raise
     except Exception as e:  # tfds raises several kinds for an unprepared dataset
         raise FileNotFoundError(f"posescript is not prepared in {data_dir}: {e}") from e
     if split not in info or info[split].num_examples == 0:

@@ -19,6 +19,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from chatpose_jax import paths
+from chatpose_jax.body import frames
 
 ITEMS = ("state", "data", "config")
 
@@ -122,6 +123,11 @@ def check_shapes(manager: ocp.CheckpointManager, step: int, abstract_state) -> N
 def restore(manager: ocp.CheckpointManager, step: int, abstract_state, current_config_json: dict):
     """(state, data_state) of `step`, after checking its config and shapes against the run."""
     saved_config = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+    frames.require_pose_frame(
+        (saved_config.get("model") or {}).get("pose_frame"),
+        f"checkpoint step {step} (config.model.pose_frame)",
+        "its pose head learnt roots in another frame; start a new --workdir",
+    )
     check_config(saved_config, current_config_json)
     check_shapes(manager, step, abstract_state)
     restored = manager.restore(

@@ -41,11 +41,11 @@ def keep_tokenizer_with_run(experiment: Experiment, workdir: str) -> str:
 
 def held_out_splits(data_dir: str, datasets: tuple[str, ...]) -> dict[str, str]:
     """{dataset: its first held-out split} for the datasets that have one (posescript: 'val', ...)."""
-    import tensorflow_datasets as tfds
+    from data_pipelines import prepared
 
     found = {}
     for name in datasets:
-        splits = list(tfds.builder(name, data_dir=data_dir).info.splits.keys())
+        splits = list(prepared.open_builder(name, data_dir).info.splits.keys())
         for wanted in HELD_OUT_SPLITS:
             match = next((s for s in splits if s == wanted or s.endswith("_" + wanted)), None)
             if match:

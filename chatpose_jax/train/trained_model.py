@@ -19,6 +19,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from chatpose_jax import paths
+from chatpose_jax.body import frames
 from chatpose_jax.config_types import from_config_dict
 from chatpose_jax.experiment import Experiment
 from chatpose_jax.model.config import ModelConfig
@@ -75,6 +76,11 @@ def load_training_checkpoint(step_dir: str, mesh=None) -> TrainedModel:
     num_slices = saved.get("mesh", {}).pop("num_slices", 1)
     if num_slices > 1 and "dcn_data" not in saved["mesh"]:
         saved["mesh"]["dcn_data"] = num_slices
+    frames.require_pose_frame(
+        saved.get("model", {}).get("pose_frame"),
+        f"training checkpoint {step_dir} (config.model.pose_frame)",
+        "its pose head learnt roots in another frame; train it again on datasets prepared by this version",
+    )
     experiment = from_config_dict(Experiment, saved)
     if mesh is None:
         mesh = make_mesh(MeshConfig(data=1), jax.local_devices()[:1])  # addressable on every host

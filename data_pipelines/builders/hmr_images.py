@@ -4,7 +4,7 @@ Examples: image (the full encoded image; the pipeline crops the person from cent
 image_name, source (npz stem or tar name), center float32[2] pixels, scale (box side / 200),
 global_orient float32[3], body_pose float32[69], betas float32[10], has_smpl, gender ('m', 'f',
 'n'), joints_3d float32[24, 4] (SPIN's `S`, or 4D-Humans' `extra_keypoints_3d` in its first 19 rows;
-zeros when absent; camera frame, metres, whatever the config).
+zeros when absent; camera frame, metres).
 
 Evaluation files read as published: SPIN's `3dpw_test.npz` (pose, shape, gender) and
 `h36m_valid_protocol2.npz` (S), and 4D-Humans' eval npz (body_pose 72 + has_body_pose, betas,
@@ -14,9 +14,10 @@ Layout of MANUAL_DIR: npz/NAME.npz with images under images/NAME/<imgname> (or i
 tars/*.tar (4D-Humans webdataset shards: KEY.jpg + KEY.data.pyd), and 4D-Humans' evaluation files
 hmr2_evaluation_data/NAME.npz (its own folder: 4D-Humans' 3dpw_test.npz has the name of SPIN's).
 Splits: an npz whose name holds 'test', 'val' or 'valid' becomes its own split (e.g.
-'3dpw_test'); every other npz and all tars form 'train'. Config 'default' turns the root from the
-OpenCV camera frame into the y-up camera frame (see data_pipelines.orientation); 'camera' keeps
-the files' frame; 'hmr2' reads hmr2_evaluation_data/*.npz only (y-up), each file its own split
+'3dpw_test'); every other npz and all tars form 'train'. Roots stay in the files' OpenCV camera
+frame (x right, y down, z away), as ChatPose trains on them (its release uses 4D-Humans'
+`smpl_params` as they come); the metadata names the frame (`pose_frame`). Config 'default' reads
+npz/ and tars/; 'hmr2' reads hmr2_evaluation_data/*.npz only, each file its own split
 ('3dpw_test', 'h36m_val_p2', ...), for the 4D-Humans protocol.
 """
 
@@ -32,14 +33,13 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from data_pipelines.builders import common
-from data_pipelines.orientation import CAMERA_TO_Y_UP, change_frame
+from data_pipelines.orientation import POSE_FRAME
 
 EVAL_WORDS = ("test", "val", "valid")
 
 
 @dataclasses.dataclass
 class HmrImagesConfig(tfds.core.BuilderConfig):
-    y_up: bool = True  # root in the y-up camera frame (a person upright facing the camera = identity)
     npz_folder: str = "npz"  # folder of MANUAL_DIR holding the annotation files
     read_tars: bool = True  # also read tars/*.tar into 'train'
     every_file_a_split: bool = False  # each npz its own split, named by its stem (evaluation files)
@@ -86,13 +86,16 @@ def _npz_people(path: str) -> tuple[dict[str, np.ndarray], int]:
 class HmrImages(tfds.core.GeneratorBasedBuilder):
     """Person crops with SMPL parameters (3DPW, H36M, COCO, MPII, ... as SPIN / 4D-Humans ship them)."""
 
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {
+        "2.0.0": "Roots in the files' OpenCV camera frame, as ChatPose trains on them; config 'camera' removed.",
+        "1.0.0": "Roots turned into a y-up frame (no longer read).",
+    }
     BUILDER_CONFIGS = [
-        HmrImagesConfig(name="default", description="root in the y-up camera frame"),
-        HmrImagesConfig(name="camera", description="root in the files' OpenCV camera frame", y_up=False),
+        HmrImagesConfig(name="default", description="root in the files' OpenCV camera frame"),
         HmrImagesConfig(
             name="hmr2",
-            description="4D-Humans evaluation files (hmr2_evaluation_data/*.npz), one split each, root y-up",
+            description="4D-Humans evaluation files (hmr2_evaluation_data/*.npz), one split each, camera-frame root",
             npz_folder=HMR2_EVAL_FOLDER,
             read_tars=False,
             every_file_a_split=True,
@@ -127,6 +130,7 @@ class HmrImages(tfds.core.GeneratorBasedBuilder):
                 }
             ),
             description="People in images with SMPL pose and shape.",
+            metadata=tfds.core.MetadataDict(pose_frame=POSE_FRAME),
         )
 
     def _split_generators(self, dl_manager):
@@ -148,9 +152,7 @@ class HmrImages(tfds.core.GeneratorBasedBuilder):
         return {split: self._generate_examples(split, sources, manual, bad) for split, sources in groups.items()}
 
     def _example(self, image: bytes, name: str, source: str, center, scale, pose, betas, has_smpl, gender, joints):
-        root = np.asarray(pose[:3], np.float64)
-        if self.builder_config.y_up:
-            root = change_frame(root, CAMERA_TO_Y_UP)
+        root = np.asarray(pose[:3], np.float64)  # the file's camera frame, kept
         return {
             "image": image,
             "image_name": name,

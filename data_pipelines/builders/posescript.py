@@ -2,8 +2,9 @@
 
 Examples: id int64, texts_human [n] str, texts_automatic [m] str, global_orient float32[3] and
 body_pose float32[69] (SMPL axis-angle, radians), split str. Config 'default' applies ChatPose's
-orientation handling (PoseScript's yaw removal, then AMASS z-up -> y-up); config 'raw' keeps
-AMASS's root as stored.
+orientation handling (PoseScript's yaw removal, then Rx(+90 deg) from AMASS's z-up into the OpenCV
+camera frame: x right, y down, z away; see data_pipelines.orientation); config 'raw' keeps AMASS's
+root as stored (z-up, with yaw). The prepared dataset's metadata names its frame (`pose_frame`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from data_pipelines.builders.common import BadRecords, finite, first_existing, read_json, require_records
-from data_pipelines.orientation import chatpose_orientation
+from data_pipelines.orientation import POSE_FRAME, chatpose_orientation
 
 RELEASES = {
     "v2": {
@@ -37,7 +38,7 @@ SPLITS = ("train", "val", "test")
 
 @dataclasses.dataclass
 class PosescriptConfig(tfds.core.BuilderConfig):
-    chatpose_orientation: bool = True  # remove the yaw and turn AMASS's z-up into y-up
+    chatpose_orientation: bool = True  # remove the yaw and turn AMASS's z-up into the OpenCV camera frame
 
 
 def smplh_to_smpl_body_pose(poses: np.ndarray) -> np.ndarray:
@@ -68,9 +69,13 @@ def _as_texts(value) -> list[str]:
 class Posescript(tfds.core.GeneratorBasedBuilder):
     """PoseScript text-pose pairs over AMASS."""
 
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {
+        "2.0.0": "Roots in the OpenCV camera frame (yaw removed, then Rx(+90 deg)), as ChatPose trains on them.",
+        "1.0.0": "Roots in a y-up frame (no longer read).",
+    }
     BUILDER_CONFIGS = [
-        PosescriptConfig(name="default", description="ChatPose orientation: yaw removed, y-up"),
+        PosescriptConfig(name="default", description="ChatPose orientation: yaw removed, OpenCV camera frame"),
         PosescriptConfig(name="raw", description="AMASS root as stored (z-up, with yaw)", chatpose_orientation=False),
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = """
@@ -96,6 +101,9 @@ class Posescript(tfds.core.GeneratorBasedBuilder):
                 }
             ),
             description="PoseScript poses (AMASS) with human and automatic descriptions.",
+            metadata=tfds.core.MetadataDict(
+                pose_frame=POSE_FRAME if self.builder_config.chatpose_orientation else "amass_z_up"
+            ),
         )
 
     def _release_files(self, manual: str) -> tuple[str, dict]:

@@ -3,35 +3,29 @@
 The supplement publishes no file format we could read, so the raw format is ours: MANUAL_DIR/
 rpe.json, a list of {id, image (path under MANUAL_DIR), description, center [2] pixels, scale
 (box side / 200), global_orient [3] (OpenCV camera frame, as 3DPW), body_pose [69], betas [10],
-gender}. Config 'default' turns the root into the y-up camera frame, as hmr_images does.
-One split, 'test'.
+gender}. The root stays in the OpenCV camera frame (x right, y down, z away), as hmr_images keeps
+it and ChatPose predicts it; the metadata names the frame (`pose_frame`). One split, 'test'.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import numpy as np
 import tensorflow_datasets as tfds
 
 from data_pipelines.builders import common
-from data_pipelines.orientation import CAMERA_TO_Y_UP, change_frame
-
-
-@dataclasses.dataclass
-class RpeConfig(tfds.core.BuilderConfig):
-    y_up: bool = True
+from data_pipelines.orientation import POSE_FRAME
 
 
 class Rpe(tfds.core.GeneratorBasedBuilder):
     """Reasoning-based pose estimation: (image, description) -> pose of the person described."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    BUILDER_CONFIGS = [
-        RpeConfig(name="default", description="root in the y-up camera frame"),
-        RpeConfig(name="camera", description="root in the OpenCV camera frame", y_up=False),
-    ]
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {
+        "2.0.0": "Roots in the file's OpenCV camera frame, as ChatPose predicts them; configs removed.",
+        "1.0.0": "Roots turned into a y-up frame (no longer read).",
+    }
     MANUAL_DOWNLOAD_INSTRUCTIONS = "MANUAL_DIR/rpe.json and the images it names (paths relative to MANUAL_DIR)."
 
     def __init__(self, *, strict: bool = False, **kwargs):
@@ -55,6 +49,7 @@ class Rpe(tfds.core.GeneratorBasedBuilder):
                 }
             ),
             description="RPE: a person in an image picked out by a description, with their pose.",
+            metadata=tfds.core.MetadataDict(pose_frame=POSE_FRAME),
         )
 
     def _split_generators(self, dl_manager):
@@ -86,8 +81,6 @@ class Rpe(tfds.core.GeneratorBasedBuilder):
             image = common.read_image_bytes(os.path.join(manual, name), bad)
             if image is None:
                 continue
-            if self.builder_config.y_up:
-                values["global_orient"] = change_frame(values["global_orient"], CAMERA_TO_Y_UP)
             values["global_orient"] = values["global_orient"].astype(np.float32)
             count += 1
             yield rid, {"id": rid, "image": image, "image_name": name, "description": text,

@@ -1,9 +1,10 @@
 """SPG (the supplement's text-to-pose benchmark): implicit descriptions paired with poses.
 
 The supplement publishes no file format we could read, so the raw format is ours: MANUAL_DIR/
-spg.json, a list of {id, description, global_orient [3], body_pose [69]} (axis-angle, radians,
-y-up as ChatPose's PoseScript handling gives). Examples: id, description, global_orient,
-body_pose. One split, 'test'.
+spg.json, a list of {id, description, global_orient [3], body_pose [69]} (axis-angle, radians;
+the root in the OpenCV camera frame, x right, y down, z away, as ChatPose's PoseScript handling
+gives). Examples: id, description, global_orient, body_pose; the metadata names the frame
+(`pose_frame`). One split, 'test'.
 """
 
 from __future__ import annotations
@@ -14,12 +15,17 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from data_pipelines.builders import common
+from data_pipelines.orientation import POSE_FRAME
 
 
 class Spg(tfds.core.GeneratorBasedBuilder):
     """Speculative pose generation: text -> pose."""
 
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {
+        "2.0.0": "spg.json roots read as the OpenCV camera frame (ChatPose's).",
+        "1.0.0": "spg.json roots read as y-up (no longer read).",
+    }
     MANUAL_DOWNLOAD_INSTRUCTIONS = "MANUAL_DIR/spg.json: [{id, description, global_orient, body_pose}, ...]"
 
     def __init__(self, *, strict: bool = False, **kwargs):
@@ -37,6 +43,7 @@ class Spg(tfds.core.GeneratorBasedBuilder):
                 }
             ),
             description="SPG: implicit pose descriptions with their poses.",
+            metadata=tfds.core.MetadataDict(pose_frame=POSE_FRAME),
         )
 
     def _split_generators(self, dl_manager):

@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from data_pipelines.orientation import (
+    CAMERA_TO_Y_UP,
     Z_UP_TO_Y_UP,
     change_frame,
     chatpose_orientation,
@@ -71,14 +72,17 @@ def write_posescript(root: str, body_model, num_poses: int = 300, seed: int = 0,
 
     Poses are sampled facing +z (the yaw is put into the AMASS root, as in real captures), so
     the descriptions, made from the yaw-free y-up joints, match what the builder returns.
-    Returns {'ids': [...], 'texts': {id: [human + automatic texts]}} for tests and the tokenizer.
+    Returns {'ids': [...], 'texts': {id: [human + automatic texts]}, 'global_orient': the roots the
+    builder gives back (OpenCV camera frame), ...} for tests and the tokenizer.
     """
     rng = np.random.default_rng(seed)
     go, bp = poses.sample_poses(num_poses, seed, yaw_range=0.0)
-    # The canonical (yaw-free) root that the builder reconstructs: used for the descriptions.
+    # The canonical (yaw-free) root that the builder reconstructs (camera frame), and the same
+    # body standing in the y-up world the descriptions are made in.
     amass_roots = np.stack([_y_up_to_amass_root(g, rng) for g in go])
     canonical = np.stack([chatpose_orientation(r) for r in amass_roots]).astype(np.float32)
-    _, joints = scenes.pose_bodies(body_model, canonical, bp, np.zeros((num_poses, 10), np.float32))
+    canonical_y_up = change_frame(canonical, CAMERA_TO_Y_UP).astype(np.float32)
+    _, joints = scenes.pose_bodies(body_model, canonical_y_up, bp, np.zeros((num_poses, 10), np.float32))
     frames_per_seq = 10
     index, human, auto = {}, {}, {}
     v1_auto = {v: {} for v in AUTO_VERSIONS}
@@ -352,13 +356,14 @@ def write_llava_instruct(root: str, body_model, num_images: int = 120, seed: int
 
 
 def write_spg(root: str, body_model, num_pairs: int = 60, seed: int = 3) -> dict:
-    """SPG-style pairs: {id, description, global_orient (y-up), body_pose} in spg.json."""
+    """SPG-style pairs: {id, description, global_orient (OpenCV camera frame), body_pose} in spg.json."""
     rng = np.random.default_rng(seed)
     go, bp = poses.sample_poses(num_pairs, seed, yaw_range=0.0)
     _, joints = scenes.pose_bodies(body_model, go, bp, np.zeros((num_pairs, 10), np.float32))
+    go_camera = change_frame(go, CAMERA_TO_Y_UP.T).astype(np.float32)  # as ChatPose's PoseScript handling gives
     records = [
-        {"id": i, "description": posecodes.describe(joints[i], rng, human=True), "global_orient": go[i].tolist(),
-         "body_pose": bp[i].tolist()}
+        {"id": i, "description": posecodes.describe(joints[i], rng, human=True),
+         "global_orient": go_camera[i].tolist(), "body_pose": bp[i].tolist()}
         for i in range(num_pairs)
     ]  # fmt: skip
     _dump_json(os.path.join(root, "spg.json"), records)
