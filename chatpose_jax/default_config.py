@@ -151,7 +151,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.dtype = "bfloat16"  # compute dtype; norms, softmax and losses stay float32
     c.model.param_dtype = "float32"  # storage dtype of parameters
     c.model.attention_impl = "xla"  # "reference" | "xla" | "cudnn" (fused, GPU bf16)
-    c.model.remat_policy = "full"  # gradient checkpointing of decoder layers
+    # Decoder remat: none, full, minimal, dots, save_qkv_proj, save_dot_except_mlp, qkv_proj_offloaded,
+    # minimal_offloaded (MaxText's names; chatpose-compile prints each one's memory).
+    c.model.remat_policy = "full"
     c.model.scan_layers = False  # decoder layers under nn.scan
     c.model.pose_frame = "opencv_camera"  # the root's frame (x right, y down, z away), the released model's
 
@@ -179,7 +181,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.eval_every = 500  # steps between held-out evaluations (0 = at the end only)
     c.train.eval_batches = 4  # held-out batches per evaluation
     c.train.max_nonfinite_in_row = 10  # skipped non-finite updates in a row that stop the run
-    c.train.body_model = "synthetic"  # SMPL .pkl/.npz or smplx-style folder; "synthetic" = generated
+    # SMPL .pkl/.npz or smplx-style folder for pose metrics and body losses; "" = none (no MPJPE in the
+    # training logs); "synthetic" = a generated stand-in body, for the tiny demo only.
+    c.train.body_model = ""
     c.train.loss = ml_collections.ConfigDict(
         dict(
             ce_weight=1.0,  # cross-entropy on the assistant's answer tokens

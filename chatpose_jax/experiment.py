@@ -49,7 +49,7 @@ class TrainConfig:
     eval_every: int = 0  # steps between held-out evaluations; 0 = at the end only
     eval_batches: int = 4  # held-out batches per evaluation
     max_nonfinite_in_row: int = 10  # skipped (non-finite) updates in a row that stop the run
-    body_model: str = "synthetic"  # SMPL file or folder for pose metrics and body losses; "synthetic" or ""
+    body_model: str = ""  # SMPL file or folder for pose metrics and body losses; "" = none; "synthetic" (demo)
 
     def __post_init__(self):
         if self.num_steps < 0:

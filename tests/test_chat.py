@@ -81,6 +81,8 @@ def test_prompt_run_writes_npz_obj_png_of_the_model_pose(model, pose_ckpt, tmp_p
         cache=tmp_path / "cache",
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    # Not a demo checkpoint (no training run said train.body_model=synthetic): the stand-in body is flagged.
+    assert "--body_model=synthetic" in result.stderr and "--body_model=PATH" in result.stderr, result.stderr[-2000:]
     expected = model.answer(chat_fixtures.POSE_PROMPT, max_new_tokens=6)
     assert f"ASSISTANT: {expected.text}" in result.stdout
     paths = {ext: out_dir / f"turn_1.{ext}" for ext in ("npz", "obj", "png")}

@@ -56,6 +56,14 @@ def test_recipes_by_name_differ_as_published():
         apply_recipe(base_config(), "lissa")
 
 
+@pytest.mark.parametrize("recipe", ["lisa", "chatpose"])
+@pytest.mark.parametrize("name", ["llava15_7b.py", "llava15_13b.py"])
+def test_full_configs_use_no_generated_body(name, recipe):
+    """A full run must not report MPJPE on the synthetic stand-in body; only the tiny demo uses it."""
+    assert load_experiment(load(name, recipe)).train.body_model == ""
+    assert load_experiment(load("tiny.py")).train.body_model == "synthetic"
+
+
 def test_result_is_frozen():
     experiment = load_experiment(load("tiny.py"))
     with pytest.raises(dataclasses.FrozenInstanceError):

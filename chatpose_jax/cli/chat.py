@@ -60,6 +60,12 @@ def main(argv):
             session.attach_image(_IMAGE.value)
         except ImageError as e:
             common.fail(str(e))
+    if _BODY_MODEL.value == "synthetic" and model.trained_body_model != "synthetic":
+        print(
+            "warning: --body_model=synthetic poses a generated stand-in body, not SMPL: the OBJ / PNG of this "
+            "checkpoint (not one of the demo's) need --body_model=PATH (an SMPL file or smplx-style folder)",
+            file=sys.stderr,
+        )
     writer = PoseFileWriter(_OUT.value, _BODY_MODEL.value)
     try:
         if _PROMPT.value is not None:

@@ -124,6 +124,7 @@ class ChatModel:
         tokenizer,
         image_aspect: str = "none",
         length_bucket: int = 64,
+        trained_body_model: str = "",
     ):
         self.config = config
         self.params = params
@@ -131,6 +132,8 @@ class ChatModel:
         self.tokenizer = tokenizer
         self.pad_square = image_aspect == "pad"
         self.length_bucket = length_bucket
+        # The training run's train.body_model ("" when unknown): "synthetic" marks the demo's models.
+        self.trained_body_model = trained_body_model
 
     @classmethod
     def load(cls, checkpoint: str, tokenizer_dir: str | None = None, image_aspect: str | None = None, **kwargs):
@@ -154,7 +157,8 @@ class ChatModel:
             raise CheckpointLoadError(f"tokenizer folder {folder} does not exist")
         tokenizer = load_chat_tokenizer(folder, trained.config)
         aspect = image_aspect or image_aspect_of(checkpoint, trained.experiment)
-        return cls(trained.config, trained.params, trained.lora, tokenizer, aspect, **kwargs)
+        body = trained.experiment.train.body_model if trained.experiment is not None else ""
+        return cls(trained.config, trained.params, trained.lora, tokenizer, aspect, trained_body_model=body, **kwargs)
 
     @property
     def context_length(self) -> int:

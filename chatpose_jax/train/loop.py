@@ -168,6 +168,7 @@ def load_body_model_for(experiment: Experiment, workdir: str):
     """The body model for pose metrics / body losses: a file, the synthetic one, or None."""
     spec = experiment.train.body_model
     if not spec:
+        logging.warning("no train.body_model: training logs no MPJPE / PA-MPJPE (set train.body_model to an SMPL file)")
         return None
     from chatpose_jax.body import load_body_model
 
