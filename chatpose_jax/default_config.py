@@ -211,6 +211,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.datasets = ("posescript", "llava_instruct", "hmr_images")  # conversation sources
     c.data.ratios = (1.0, 1.0, 2.0)  # ChatPose's "posescript || vqa || hmr" at 1:1:2
     c.data.image_aspect = "none"  # "pad" = LLaVA-1.5's pad-to-square; ChatPose does not pad
+    c.data.extra_templates = False  # True adds our paraphrases to the supplement's Tables 1-3
     c.data.shuffle_buffer = 1000
     return c
 

@@ -97,6 +97,7 @@ class DataConfig:
     datasets: tuple[str, ...] = ("posescript", "llava_instruct", "hmr_images")
     ratios: tuple[float, ...] = (1.0, 1.0, 2.0)  # sampling weights, one per dataset
     image_aspect: Literal["none", "pad"] = "none"  # "pad": LLaVA-1.5's pad-to-square with the mean colour
+    extra_templates: bool = False  # add our paraphrases to the supplement's Tables 1-3 (verbatim otherwise)
     shuffle_buffer: int = 1000
 
     def __post_init__(self):

@@ -50,26 +50,36 @@ def vicuna_prompt(turns: Sequence[tuple[str, str]], system: str = SYSTEM_PROMPT)
     return text, spans
 
 
-def make_turns(kind: int, texts: Sequence[str], rng: np.random.Generator, has_image: bool = True) -> Turns:
+def make_turns(
+    kind: int,
+    texts: Sequence[str],
+    rng: np.random.Generator,
+    has_image: bool = True,
+    template_set: templates.TemplateSet | None = None,
+) -> Turns:
     """The conversation of one sample.
 
     kind TEXT_TO_POSE: `texts` are the pose's descriptions; one is drawn, put in a Table 3
     question, and answered with a Table 2 answer. IMAGE_TO_POSE: `<image>` and a Table 1
-    question, a Table 2 answer; when `texts` holds descriptions (RPE), one is drawn and prefixed
-    to say which person is meant. VQA: `texts` alternate human / assistant turns (LLaVA JSON
-    order); with an image, `<image>` is moved to the front of the first turn, as LLaVA does.
+    question, a Table 2 answer; when `texts` holds descriptions (RPE), one is drawn and asked
+    about in RPE's fixed format instead ("{description}, can you give the SMPL pose of this
+    person?" answered "Sure, it is <POSE>."). VQA: `texts` alternate human / assistant turns
+    (LLaVA JSON order); with an image, `<image>` is moved to the front of the first turn, as LLaVA
+    does. template_set: the supplement's tables by default (`templates.template_set`).
     """
-    answer = templates.POSE_ANSWERS[rng.integers(len(templates.POSE_ANSWERS))]
+    t = template_set or templates.template_set()
+    answer = t.answers[rng.integers(len(t.answers))]
     if kind == TEXT_TO_POSE:
         if not texts:
             raise ValueError("text-to-pose sample without a description")
         description = texts[rng.integers(len(texts))]
-        template = templates.TEXT_TO_POSE_QUESTIONS[rng.integers(len(templates.TEXT_TO_POSE_QUESTIONS))]
+        template = t.text_questions[rng.integers(len(t.text_questions))]
         return [(templates.text_to_pose_question(template, description), answer)]
     if kind == IMAGE_TO_POSE:
-        question = templates.IMAGE_TO_POSE_QUESTIONS[rng.integers(len(templates.IMAGE_TO_POSE_QUESTIONS))]
         if texts:
-            question = f"The person I mean: {texts[rng.integers(len(texts))].strip()} {question}"
+            question = templates.rpe_question(texts[rng.integers(len(texts))])
+            return [(f"{IMAGE_TOKEN}\n{question}", templates.RPE_ANSWER)]
+        question = t.image_questions[rng.integers(len(t.image_questions))]
         return [(f"{IMAGE_TOKEN}\n{question}", answer)]
     if kind == VQA:
         if len(texts) < 2 or len(texts) % 2:

@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from data_pipelines import conversation, images, prepared
+from data_pipelines import conversation, images, prepared, templates
 from data_pipelines.batch import IGNORE_INDEX
 from data_pipelines.tokenizer import special_ids
 
@@ -61,6 +61,7 @@ class PipelineConfig:
     num_image_tokens: int
     max_poses: int = 1
     image_aspect: str = "none"
+    extra_templates: bool = False  # our paraphrases besides the supplement's Tables 1-3
     shuffle_buffer: int = 1000
     seed: int = 0
     buckets: tuple[int, ...] = ()
@@ -91,6 +92,7 @@ def pipeline_config(experiment, **overrides) -> PipelineConfig:
         num_image_tokens=(vision.image_size // vision.patch_size) ** 2,
         max_poses=experiment.model.pose_head.max_poses,
         image_aspect=experiment.data.image_aspect,
+        extra_templates=experiment.data.extra_templates,
         shuffle_buffer=experiment.data.shuffle_buffer,
         seed=experiment.train.seed,
     )
@@ -224,6 +226,7 @@ class Tokenize:
     def __init__(self, tokenizer, config: PipelineConfig):
         self.tokenizer, self.config = tokenizer, config
         self.ids = special_ids(tokenizer)
+        self.templates = templates.template_set(config.extra_templates)
         self.dropped: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -232,7 +235,7 @@ class Tokenize:
         for i, k, t, img in zip(index, kind, texts, has_image, strict=True):
             rng = np.random.default_rng([self.config.seed, int(i)])
             parts = [p for p in t.decode("utf-8").split(SEPARATOR) if p] if t else []
-            conversations.append(conversation.make_turns(int(k), parts, rng, has_image=bool(img)))
+            conversations.append(conversation.make_turns(int(k), parts, rng, bool(img), self.templates))
         enc = conversation.encode(
             self.tokenizer,
             conversations,

@@ -128,3 +128,60 @@ def test_truncation_drops_only_samples_whose_pose_is_cut(tokenizer):
     assert enc.keep.tolist() == [False, True] and enc.drop_reason == ["pose_truncated", ""], enc.drop_reason
     assert enc.attention_mask[1].sum() == 60 + NUM_IMAGE_TOKENS, "60 text tokens plus the image tokens"
     assert enc.input_ids.shape[1] == 60 + NUM_IMAGE_TOKENS
+
+
+# The supplement's tables as Feng et al. (CVPR 2024, supplementary material) print them.
+SUPPLEMENT_TABLE_1 = [
+    "Can you predict the SMPL pose of the person in this image?",
+    "There is a person in the middle of the image, please output this person's SMPL pose.",
+    "What is the human pose in this image? Please respond with SMPL pose.",
+    "What is the person doing in this image? Please output SMPL pose.",
+    "There is a person in the middle of the image, use SMPL to describe the pose.",
+]
+SUPPLEMENT_TABLE_2 = [
+    "The SMPL pose is <POSE>.", "It is <POSE>.", "The SMPL format of this person's pose is <POSE>.",
+    "Sure, it is <POSE>.", "Sure, the SMPL pose is <POSE>.", "<POSE>.", "The SMPL pose of the person is <POSE>.",
+    "Sure, <POSE>.",
+]  # fmt: skip
+SUPPLEMENT_TABLE_3 = [
+    "I have a word description of a person's pose, can you give the SMPL pose of this person? {description}",
+    "There is a person: {description} Please output this person's SMPL pose.",
+    "{description} Give the SMPL pose.",
+    "What's the SMPL pose of this person? {description}",
+    "Use SMPL pose to describe this person's behavior. {description}",
+    "There is a person doing this: {description} Can you use SMPL pose to describe the pose?",
+    "A person is described as: {description} Use the SMPL pose to reflect this.",
+    "Human pose is described as words: {description} The SMPL pose is?",
+    "Human pose can be described as words: {description} And it can also be described in SMPL pose format, can you output this?",
+]
+
+
+def _drawn(kind, texts, extra, n=600):
+    t = templates.template_set(extra)
+    return [conversation.make_turns(kind, texts, np.random.default_rng(i), True, t)[0] for i in range(n)]
+
+
+def test_samples_draw_exactly_the_supplements_templates_unless_a_config_adds_ours():
+    desc = DESCRIPTIONS[0]
+    text = _drawn(conversation.TEXT_TO_POSE, [desc], extra=False)
+    assert {q for q, _ in text} == {q.replace("{description}", desc) for q in SUPPLEMENT_TABLE_3}
+    assert {a for _, a in text} == set(SUPPLEMENT_TABLE_2)
+    image = _drawn(conversation.IMAGE_TO_POSE, [], extra=False)
+    assert {q for q, _ in image} == {"<image>\n" + q for q in SUPPLEMENT_TABLE_1}
+    assert {a for _, a in image} == set(SUPPLEMENT_TABLE_2)
+    extra = _drawn(conversation.TEXT_TO_POSE, [desc], extra=True)
+    ours = {q for q, _ in extra} - {q.replace("{description}", desc) for q in SUPPLEMENT_TABLE_3}
+    assert len(ours) == len(templates.EXTRA_TEXT_TO_POSE_QUESTIONS), "data.extra_templates adds our paraphrases"
+
+
+def test_rpe_samples_use_the_benchmarks_fixed_question_and_answer():
+    (question, answer) = conversation.make_turns(
+        conversation.IMAGE_TO_POSE, ["The man in the red shirt."], np.random.default_rng(0)
+    )[0]
+    assert question == "<image>\nThe man in the red shirt, can you give the SMPL pose of this person?"
+    assert answer == "Sure, it is <POSE>."
+    from chatpose_jax.eval.benchmarks import question_for
+
+    assert question_for("rpe", "The man in the red shirt.") == question.removeprefix("<image>\n")
+    assert question_for("3dpw", "") == SUPPLEMENT_TABLE_1[0]
+    assert question_for("spg", desc := DESCRIPTIONS[1]) == SUPPLEMENT_TABLE_3[0].replace("{description}", desc)

@@ -5,7 +5,8 @@ reads): 3DPW test and H36M protocol 2 from `hmr_images`, RPE from `rpe`, PoseScr
 `posescript`, SPG from `spg`. Under the 4D-Humans protocol (`protocol="hmr2"`) 3DPW and H36M are
 read from 4D-Humans' own evaluation files (`hmr_images/hmr2`: 3dpw_test, h36m_val_p2), whose
 ground truth is their 3D keypoints. Prompts are fixed per benchmark: the first question of the
-supplement's Table 1 for images, of Table 3 for texts; RPE prefixes its description as training does.
+supplement's Table 1 for images, of Table 3 for texts; RPE asks its own fixed question about the
+described person ("{description}, can you give the SMPL pose of this person?"), as training does.
 
 Frames: roots and 3D joints are in the OpenCV camera frame (x right, y down, z away), as the
 builders give them and the model (like the released ChatPose) predicts them; a dataset prepared
@@ -83,8 +84,7 @@ def question_for(name: str, text: str) -> str:
 
     if BENCHMARKS[name][2] == "text":
         return templates.text_to_pose_question(templates.TEXT_TO_POSE_QUESTIONS[0], text)
-    question = templates.IMAGE_TO_POSE_QUESTIONS[0]
-    return f"The person I mean: {text.strip()} {question}" if text else question
+    return templates.rpe_question(text) if text else templates.IMAGE_TO_POSE_QUESTIONS[0]
 
 
 def _builder(dataset: str, split: str, data_dir: str, name: str):
