@@ -172,7 +172,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.num_steps = 5000  # LISA: 10 epochs x 500 steps
     c.train.batch_size = 160  # global sequences per optimizer step (LISA: 2 x 10 accum x 8 GPUs)
     c.train.grad_accum_steps = 10  # micro-batches per optimizer step
-    c.train.max_text_length = 512  # text tokens per sequence; image tokens come on top
+    c.train.max_text_length = 512  # text tokens per sequence; image tokens come on top ...
+    c.train.length_counts_image = False  # ... unless True: then it counts them (LISA's model_max_length)
     c.train.seed = 0
     c.train.log_every = 10  # steps between metric lines
     c.train.checkpoint_every = 500  # steps between checkpoints
@@ -212,6 +213,20 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.ratios = (1.0, 1.0, 2.0)  # ChatPose's "posescript || vqa || hmr" at 1:1:2
     c.data.image_aspect = "none"  # "pad" = LLaVA-1.5's pad-to-square; ChatPose does not pad
     c.data.extra_templates = False  # True adds our paraphrases to the supplement's Tables 1-3
+    c.data.vqa_image_sources = ("coco", "gqa", "vg")  # VQA records by image source, as ChatPose filters mix665k
+    # HMR crop augmentation, 4D-Humans' recipe (scale, rotation, flip with left/right swap, colour).
+    # 4D-Humans' dataset object (which ChatPose's release reads) augments; the supplement says the
+    # model trained without augmentation: off.
+    c.data.hmr_augment = ml_collections.ConfigDict(
+        dict(
+            enabled=False,
+            scale_factor=0.3,  # box side times 1 + 0.3 clip(N(0, 1), -1, 1)
+            rotation_degrees=30.0,  # 30 clip(N(0, 1), -2, 2) degrees ...
+            rotation_rate=0.6,  # ... with probability 0.6
+            flip_rate=0.5,  # left-right flip probability
+            colour_scale=0.2,  # each channel times U(0.8, 1.2)
+        )
+    )
     c.data.shuffle_buffer = 1000
     return c
 
@@ -223,8 +238,11 @@ def apply_recipe(c: ml_collections.ConfigDict, recipe: str) -> ml_collections.Co
     """Sets the fine-tuning recipe by name.
 
     "lisa": LISA's defaults (LoRA r=8 alpha=16, batch 2 x accum 10 per device, 5000 steps, length 512).
+    LISA's 512 positions held a 256-token CLIP-224 image; LLaVA-1.5's 576 would not fit, so here the
+    512 are text tokens with the image on top.
     "chatpose": ChatPose's released launch script (LoRA r=128 alpha=256, batch 16 x accum 2,
-    30 epochs x 500 steps, length 1024, posescript || vqa || hmr at 1:1:2).
+    30 epochs x 500 steps, model_max_length 1024 counting the image's 576 positions, posescript ||
+    vqa || hmr at 1:1:2, no HMR augmentation as the supplement says).
     """
     if recipe == "lisa":
         c.model.lora.rank, c.model.lora.alpha = 8, 16.0
@@ -232,12 +250,15 @@ def apply_recipe(c: ml_collections.ConfigDict, recipe: str) -> ml_collections.Co
         c.train.batch_size = 160
         c.train.num_steps = 5000
         c.train.max_text_length = 512
+        c.train.length_counts_image = False
     elif recipe == "chatpose":
         c.model.lora.rank, c.model.lora.alpha = 128, 256.0
         c.train.grad_accum_steps = 2
         c.train.batch_size = 256  # 16 per device x 2 accum x 8 GPUs
         c.train.num_steps = 15000  # 30 epochs x 500 steps
         c.train.max_text_length = 1024
+        c.train.length_counts_image = True  # 1024 positions, image included: 449 text tokens beside it
+        c.data.hmr_augment.enabled = False
     else:
         raise ValueError(f"unknown recipe {recipe!r}; known recipes: {', '.join(RECIPES)}")
     c.data.datasets = ("posescript", "llava_instruct", "hmr_images")

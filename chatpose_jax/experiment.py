@@ -37,7 +37,10 @@ class TrainConfig:
     num_steps: int  # optimizer steps
     batch_size: int  # global batch, over all hosts and devices, per optimizer step
     grad_accum_steps: int = 1  # micro-batches per optimizer step
-    max_text_length: int = 512  # text tokens per sequence, image tokens come on top
+    max_text_length: int = 512  # text tokens per sequence, image tokens come on top (unless ...)
+    # ... length_counts_image: then max_text_length counts the image's positions too, as LISA's
+    # model_max_length does (a sample with an image keeps max_text_length - image tokens text tokens).
+    length_counts_image: bool = False
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 500
@@ -89,6 +92,22 @@ class OptimizerConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class HmrAugmentConfig:
+    """Augmentation of HMR person crops and their poses (data_pipelines.augment), 4D-Humans' defaults.
+
+    4D-Humans' training dataset, which ChatPose's release reads, augments by default; the ChatPose
+    supplement says the model was trained without augmentation: off unless `enabled`.
+    """
+
+    enabled: bool = False
+    scale_factor: float = 0.3  # box side times 1 + scale_factor * clip(N(0, 1), -1, 1)
+    rotation_degrees: float = 30.0  # a turn of rotation_degrees * clip(N(0, 1), -2, 2) ...
+    rotation_rate: float = 0.6  # ... with this probability
+    flip_rate: float = 0.5  # left-right flip (left / right joints swapped, rotations mirrored)
+    colour_scale: float = 0.2  # each channel times U(1 - colour_scale, 1 + colour_scale)
+
+
+@dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Which conversation datasets feed training and in what proportion."""
 
@@ -98,6 +117,11 @@ class DataConfig:
     ratios: tuple[float, ...] = (1.0, 1.0, 2.0)  # sampling weights, one per dataset
     image_aspect: Literal["none", "pad"] = "none"  # "pad": LLaVA-1.5's pad-to-square with the mean colour
     extra_templates: bool = False  # add our paraphrases to the supplement's Tables 1-3 (verbatim otherwise)
+    hmr_augment: HmrAugmentConfig = HmrAugmentConfig()  # off: the paper trained without augmentation
+    # VQA records kept by their image's source (the first folder of its path; a bare file name is
+    # LLaVA-Instruct's COCO): COCO, GQA and VG, as ChatPose's release filters mix665k. () keeps all,
+    # text-only records too.
+    vqa_image_sources: tuple[str, ...] = ("coco", "gqa", "vg")
     shuffle_buffer: int = 1000
 
     def __post_init__(self):
@@ -135,6 +159,12 @@ def load_experiment(config, num_devices: int | None = None) -> Experiment:
       ConfigError: naming the field at fault, before any work starts.
     """
     experiment = from_config_dict(Experiment, config)
+    image_tokens = experiment.model.vision.num_image_tokens
+    if experiment.train.length_counts_image and experiment.train.max_text_length <= image_tokens:
+        raise ConfigError(
+            f"config.train.max_text_length={experiment.train.max_text_length} with train.length_counts_image leaves "
+            f"no text beside the {image_tokens} image tokens of model.vision: raise it or set length_counts_image=False"
+        )
     if num_devices is not None:
         sizes = resolve_mesh_shape(experiment.mesh, num_devices)
         dp = data_parallel_size(sizes)

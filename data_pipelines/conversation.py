@@ -9,8 +9,10 @@ token (system, user turns, role names, image tokens, padding) has label -100.
 
 `<image>` is one added token in the text; in the ids it is repeated once per image token (the
 Hugging Face LLaVA convention), so the model splices the projected patches over those positions.
-Truncation: a sample keeps at most `max_text_length` tokens that are not image tokens; when the
-cut would remove a `<POSE>` the sample is dropped instead (its pose target would lose its token).
+Truncation: a sample keeps at most `max_text_length` tokens that are not image tokens (or, with
+`length_counts_image`, at most `max_text_length` positions, its image's included, as LISA's
+`model_max_length`); when the cut would remove a `<POSE>` the sample is dropped instead (its pose
+target would lose its token).
 """
 
 from __future__ import annotations
@@ -56,11 +58,13 @@ def make_turns(
     rng: np.random.Generator,
     has_image: bool = True,
     template_set: templates.TemplateSet | None = None,
+    num_human: int = 0,
 ) -> Turns:
     """The conversation of one sample.
 
-    kind TEXT_TO_POSE: `texts` are the pose's descriptions; one is drawn, put in a Table 3
-    question, and answered with a Table 2 answer. IMAGE_TO_POSE: `<image>` and a Table 1
+    kind TEXT_TO_POSE: `texts` are the pose's descriptions, the first `num_human` written by people
+    (PoseScript), the rest automatic; one is drawn (`pick_caption`), put in a Table 3 question,
+    and answered with a Table 2 answer. IMAGE_TO_POSE: `<image>` and a Table 1
     question, a Table 2 answer; when `texts` holds descriptions (RPE), one is drawn and asked
     about in RPE's fixed format instead ("{description}, can you give the SMPL pose of this
     person?" answered "Sure, it is <POSE>."). VQA: `texts` alternate human / assistant turns
@@ -72,7 +76,7 @@ def make_turns(
     if kind == TEXT_TO_POSE:
         if not texts:
             raise ValueError("text-to-pose sample without a description")
-        description = texts[rng.integers(len(texts))]
+        description = pick_caption(texts, num_human, rng)
         template = t.text_questions[rng.integers(len(t.text_questions))]
         return [(templates.text_to_pose_question(template, description), answer)]
     if kind == IMAGE_TO_POSE:
@@ -89,6 +93,18 @@ def make_turns(
             turns[0] = (f"{IMAGE_TOKEN}\n{turns[0][0]}", turns[0][1])
         return turns
     raise ValueError(f"unknown conversation kind {kind}")
+
+
+def pick_caption(texts: Sequence[str], num_human: int, rng: np.random.Generator) -> str:
+    """ChatPose's PoseScript caption: one automatic caption at random; where a human one exists, then
+    a human one or that automatic one with equal odds. texts: the `num_human` human captions first."""
+    human, automatic = list(texts[:num_human]), list(texts[num_human:])
+    if not automatic:
+        return human[rng.integers(len(human))]
+    caption = automatic[rng.integers(len(automatic))]
+    if human and rng.random() < 0.5:
+        caption = human[rng.integers(len(human))]
+    return caption
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +129,7 @@ def encode(
     num_image_tokens: int,
     max_text_length: int,
     length: int | None = None,
+    length_counts_image: bool = False,
 ) -> Encoded:
     """Tokenises conversations (one batched tokenizer call) into ids, labels and masks.
 
@@ -120,12 +137,16 @@ def encode(
       tokenizer: a Hugging Face fast tokenizer with `<image>`, `<pad>`, `<POSE>` (see tokenizer.py).
       conversations: per sample, its (user, answer) rounds from `make_turns`.
       num_image_tokens: positions one `<image>` expands to (576 for CLIP ViT-L/14-336).
-      max_text_length: most tokens per sample that are not image tokens.
-      length: columns of the output (default max_text_length + num_image_tokens).
+      max_text_length: most tokens per sample that are not image tokens; with `length_counts_image`,
+        most positions per sample, image tokens included (LISA's `model_max_length`): a sample with
+        an image keeps at most max_text_length - num_image_tokens text tokens.
+      length: columns of the output (default max_text_length, plus num_image_tokens unless
+        length_counts_image).
     """
     ids_of = special_ids(tokenizer)
     image_id, pose_id, pad_id = ids_of["image"], ids_of["pose"], ids_of["pad"]
-    length = max_text_length + num_image_tokens if length is None else length
+    if length is None:
+        length = max_text_length + (0 if length_counts_image else num_image_tokens)
     prompts, spans = zip(*(vicuna_prompt(turns) for turns in conversations), strict=True) if conversations else ((), ())
     enc = tokenizer(list(prompts), return_offsets_mapping=True, add_special_tokens=True)
     n = len(prompts)
@@ -143,9 +164,10 @@ def encode(
             learned |= (offsets[:, 1] > start) & (offsets[:, 0] < end)
         learned &= ids != image_id
         is_image = ids == image_id
+        budget = max_text_length - (int(is_image.sum()) * num_image_tokens if length_counts_image else 0)
         # Truncate on text tokens: cumulative count of non-image tokens.
         text_count = np.cumsum(~is_image)
-        fits = text_count <= max_text_length
+        fits = text_count <= budget
         if not fits.all():
             if np.any(ids[~fits] == pose_id):
                 keep[i], reasons[i] = False, "pose_truncated"

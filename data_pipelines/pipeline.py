@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from data_pipelines import conversation, images, prepared, templates
+from data_pipelines import augment, conversation, images, prepared, templates
 from data_pipelines.batch import IGNORE_INDEX
 from data_pipelines.tokenizer import special_ids
 
@@ -62,6 +62,9 @@ class PipelineConfig:
     max_poses: int = 1
     image_aspect: str = "none"
     extra_templates: bool = False  # our paraphrases besides the supplement's Tables 1-3
+    hmr_augment: object = None  # chatpose_jax.experiment.HmrAugmentConfig; None = no augmentation
+    vqa_image_sources: tuple[str, ...] = ("coco", "gqa", "vg")  # VQA records kept; () = all, text-only too
+    length_counts_image: bool = False  # max_text_length counts image positions (LISA's model_max_length)
     shuffle_buffer: int = 1000
     seed: int = 0
     buckets: tuple[int, ...] = ()
@@ -69,7 +72,8 @@ class PipelineConfig:
 
     @property
     def max_length(self) -> int:
-        return self.max_text_length + self.num_image_tokens
+        """Positions per sequence: max_text_length, plus one image's tokens unless it counts them already."""
+        return self.max_text_length + (0 if self.length_counts_image else self.num_image_tokens)
 
     @property
     def bucket_lengths(self) -> tuple[int, ...]:
@@ -93,6 +97,9 @@ def pipeline_config(experiment, **overrides) -> PipelineConfig:
         max_poses=experiment.model.pose_head.max_poses,
         image_aspect=experiment.data.image_aspect,
         extra_templates=experiment.data.extra_templates,
+        hmr_augment=experiment.data.hmr_augment,
+        vqa_image_sources=tuple(experiment.data.vqa_image_sources),
+        length_counts_image=experiment.train.length_counts_image,
         shuffle_buffer=experiment.data.shuffle_buffer,
         seed=experiment.train.seed,
     )
@@ -103,9 +110,12 @@ def pipeline_config(experiment, **overrides) -> PipelineConfig:
 # ---- sources -------------------------------------------------------------------------------------
 
 
-def _element(kind, texts, image, has_image, crop, has_crop, global_orient, body_pose, betas, has_pose, source):
-    """The common element every source is mapped to (before images and tokens)."""
+def _element(kind, texts, image, has_image, crop, has_crop, global_orient, body_pose, betas, has_pose, source,
+             num_human=0):  # fmt: skip
+    """The common element every source is mapped to (before images and tokens); the first `num_human`
+    texts are human-written captions (PoseScript), the others automatic."""
     return {
+        "num_human": tf.cast(num_human, tf.int32),
         "kind": tf.cast(kind, tf.int32),
         "texts": tf.strings.reduce_join(texts, separator=SEPARATOR),
         "image": image,
@@ -127,6 +137,7 @@ def _adapter(name: str, source: int):
         return lambda ex: _element(
             conversation.TEXT_TO_POSE, tf.concat([ex["texts_human"], ex["texts_automatic"]], 0), none, False,
             no_crop, False, ex["global_orient"], ex["body_pose"], no_betas, True, source,
+            num_human=tf.size(ex["texts_human"]),
         )  # fmt: skip
     if name == "spg":
         return lambda ex: _element(
@@ -148,6 +159,24 @@ def _adapter(name: str, source: int):
             tf.zeros([3]), tf.zeros([69]), no_betas, False, source,
         )  # fmt: skip
     raise KeyError(f"no pipeline adapter for dataset {name!r}; known: {', '.join(TRAIN_SPLITS)}")
+
+
+def vqa_source_filter(sources: Sequence[str]):
+    """llava_instruct example -> whether its image comes from one of `sources` (ChatPose keeps COCO, GQA, VG).
+
+    The source is the first folder of `image_name` (mix665k: 'coco/train2017/...', 'gqa/images/...',
+    'vg/VG_100K/...', 'ocr_vqa/...', 'textvqa/...'); a bare file name is LLaVA-Instruct-150k's COCO
+    train2017. Records without an image are dropped.
+    """
+    wanted = tf.constant([s.lower() for s in sources])
+
+    def keep(ex):
+        name = ex["image_name"]
+        first = tf.strings.lower(tf.strings.split(name, "/")[0])
+        source = tf.where(tf.strings.regex_full_match(name, "[^/]+"), tf.constant("coco"), first)
+        return ex["has_image"] & tf.reduce_any(tf.equal(source, wanted))
+
+    return keep
 
 
 def host_split(split: str, num_examples: int, process_index: int, process_count: int) -> str:
@@ -180,6 +209,8 @@ def source_stream(config: PipelineConfig, source: int, process_index: int, proce
     )
     if name == "hmr_images":
         ds = ds.filter(lambda ex: ex["has_smpl"])
+    if name == "llava_instruct" and config.vqa_image_sources:
+        ds = ds.filter(vqa_source_filter(config.vqa_image_sources))
     ds = ds.map(_adapter(name, source), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     seed = np.random.SeedSequence([config.seed, source, process_index]).generate_state(1)[0]
     return ds.shuffle(config.shuffle_buffer, seed=int(seed), reshuffle_each_iteration=True).repeat()
@@ -198,23 +229,36 @@ def mixed_elements(config: PipelineConfig, process_index: int, process_count: in
 # ---- images and tokens ---------------------------------------------------------------------------
 
 
-def image_fn(image_size: int, pad_square: bool):
-    """(index, element) -> (index, element + pixel_values float32[3, S, S]), zeros without an image."""
+def image_fn(image_size: int, pad_square: bool, hmr_augment=None, seed: int = 0):
+    """(index, element) -> (index, element + pixel_values float32[3, S, S]), zeros without an image.
+
+    With `hmr_augment.enabled` (chatpose_jax.experiment.HmrAugmentConfig), person crops and their
+    poses are augmented (`data_pipelines.augment`), each by choices drawn from (seed, element index).
+    """
+    aug = hmr_augment if hmr_augment is not None and hmr_augment.enabled else None
 
     def load(index, el):
+        choice = aug and augment.draw(aug, tf.stack([tf.constant(seed, tf.int64), tf.cast(index, tf.int64)]))
+        augmented = aug is not None and el["has_crop"]  # a Python bool when off, so nothing is traced
+
+        def person(image):
+            scale = el["crop"][2] * choice["scale"] if aug else el["crop"][2]
+            crop = images.crop_person(image, el["crop"][:2], scale)
+            return augment.augment_crop(crop, choice) if aug else crop
+
         def process():
             image = images.decode(el["image"])
-            image = tf.cond(
-                el["has_crop"],
-                lambda: images.crop_person(image, el["crop"][:2], el["crop"][2]),
-                lambda: tf.cast(image, tf.float32),
-            )
+            image = tf.cond(el["has_crop"], lambda: person(image), lambda: tf.cast(image, tf.float32))
             return images.clip_preprocess(image, image_size, pad_square=pad_square)
 
         pixels = tf.cond(el["has_image"], process, lambda: tf.zeros([3, image_size, image_size], tf.float32))
         out = dict(el)
         del out["image"]
         out["pixel_values"] = tf.ensure_shape(pixels, [3, image_size, image_size])
+        if aug is not None:
+            go, bp = augment.augment_pose(el["global_orient"], el["body_pose"], choice)
+            out["global_orient"] = tf.where(augmented, go, el["global_orient"])
+            out["body_pose"] = tf.where(augmented, bp, el["body_pose"])
         return index, out
 
     return load
@@ -230,18 +274,20 @@ class Tokenize:
         self.dropped: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, index: np.ndarray, kind: np.ndarray, texts: np.ndarray, has_image: np.ndarray):
+    def __call__(self, index, kind, texts, has_image, num_human=None):
         conversations = []
-        for i, k, t, img in zip(index, kind, texts, has_image, strict=True):
+        num_human = np.zeros(len(index), np.int32) if num_human is None else num_human
+        for i, k, t, img, h in zip(index, kind, texts, has_image, num_human, strict=True):
             rng = np.random.default_rng([self.config.seed, int(i)])
-            parts = [p for p in t.decode("utf-8").split(SEPARATOR) if p] if t else []
-            conversations.append(conversation.make_turns(int(k), parts, rng, bool(img), self.templates))
+            parts = [p for p in t.decode("utf-8").split(SEPARATOR)] if t else []
+            conversations.append(conversation.make_turns(int(k), parts, rng, bool(img), self.templates, int(h)))
         enc = conversation.encode(
             self.tokenizer,
             conversations,
             self.config.num_image_tokens,
             self.config.max_text_length,
             self.config.max_length,
+            length_counts_image=self.config.length_counts_image,
         )
         num_pose = (enc.input_ids == self.ids["pose"]).sum(axis=1)
         keep = enc.keep & (num_pose <= self.config.max_poses)
@@ -266,8 +312,8 @@ def element_chunks(config: PipelineConfig, process_index: int, process_count: in
     destroyed mid-stream, which resuming and evaluation do.
     """
     ds = mixed_elements(config, process_index, process_count, skip)
-    ds = ds.map(image_fn(config.image_size, config.image_aspect == "pad"), num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=True)  # fmt: skip
+    load = image_fn(config.image_size, config.image_aspect == "pad", config.hmr_augment, config.seed)
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.map(lambda index, el: {"index": index, **{k: v for k, v in el.items() if k not in ("crop", "has_crop")}})
     ds = ds.batch(TOKENIZE_CHUNK)
     options = tf.data.Options()
@@ -278,7 +324,9 @@ def element_chunks(config: PipelineConfig, process_index: int, process_count: in
 
 def tokenize_chunk(tokenize: Tokenize, chunk: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """A chunk of elements -> the kept rows with input_ids / labels / attention_mask / num_pose added."""
-    ids, labels, mask, keep, num_pose = tokenize(chunk["index"], chunk["kind"], chunk["texts"], chunk["has_image"])
+    ids, labels, mask, keep, num_pose = tokenize(
+        chunk["index"], chunk["kind"], chunk["texts"], chunk["has_image"], chunk["num_human"]
+    )
     rows = {k: chunk[k][keep] for k in ROW_KEYS}
     rows.update(input_ids=ids[keep], labels=labels[keep], attention_mask=mask[keep], num_pose=num_pose[keep])
     return rows

@@ -52,6 +52,13 @@ def test_recipes_by_name_differ_as_published():
     assert (lisa.model.lora.rank, lisa.model.lora.alpha, lisa.train.max_text_length) == (8, 16.0, 512)
     assert (chatpose.model.lora.rank, chatpose.model.lora.alpha, chatpose.train.max_text_length) == (128, 256.0, 1024)
     assert chatpose.data.ratios == (1.0, 1.0, 2.0)
+    # The released script's 1024 positions count the image's 576; the paper trained without augmentation.
+    assert chatpose.train.length_counts_image and not lisa.train.length_counts_image
+    assert not chatpose.data.hmr_augment.enabled and chatpose.data.vqa_image_sources == ("coco", "gqa", "vg")
+    config = load("llava15_13b.py", "chatpose")
+    config.train.max_text_length = 576
+    with pytest.raises(ConfigError, match=r"train\.max_text_length=576 with train\.length_counts_image leaves no text"):
+        load_experiment(config)
     with pytest.raises(ValueError, match="unknown recipe 'lissa'"):
         apply_recipe(base_config(), "lissa")
 
