@@ -13,6 +13,8 @@ import os
 import tempfile
 from collections.abc import Iterable
 
+from chatpose_jax.pose_token import strip_space_before_pose
+
 IMAGE_TOKEN = "<image>"
 PAD_TOKEN = "<pad>"
 POSE_TOKEN = "<POSE>"
@@ -79,6 +81,7 @@ def make_synthetic_tokenizer(out_dir: str | os.PathLike, corpus_texts: Iterable[
     tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
     tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
     tokenizer.add_special_tokens({"additional_special_tokens": [POSE_TOKEN]}, replace_extra_special_tokens=False)
+    strip_space_before_pose(tokenizer)
     expected = {IMAGE_TOKEN: vocab_size, PAD_TOKEN: vocab_size + 1, POSE_TOKEN: vocab_size + 2}
     got = {t: tokenizer.convert_tokens_to_ids(t) for t in ADDED_TOKENS}
     if got != expected:
@@ -104,7 +107,8 @@ def load_tokenizer(path: str | os.PathLike, add_pose_token: bool = True):
     """Loads a tokenizer folder with AutoTokenizer and checks `<image>`, `<pad>`, `<POSE>`.
 
     A LLaVA folder without `<POSE>` gets it appended when `add_pose_token` (ChatPose's recipe: one
-    new token whose embedding row is trained). Raises ValueError naming the folder and the token
+    new token whose embedding row is trained); `<POSE>` takes the space before it
+    (`chatpose_jax.pose_token`). Raises ValueError naming the folder and the token
     when a special token is missing or would be split into pieces.
     """
     from transformers import AutoTokenizer
@@ -116,6 +120,7 @@ def load_tokenizer(path: str | os.PathLike, add_pose_token: bool = True):
     tokenizer = AutoTokenizer.from_pretrained(paths.local_copy(path))  # it reads local files only
     if add_pose_token and POSE_TOKEN not in tokenizer.get_vocab():
         tokenizer.add_special_tokens({"additional_special_tokens": [POSE_TOKEN]}, replace_extra_special_tokens=False)
+    strip_space_before_pose(tokenizer)  # "is <POSE>" -> "▁is" "<POSE>", as the release splits "is [SEG]"
     if tokenizer.pad_token is None:
         raise ValueError(f"tokenizer {path}: no pad token")
     for token in (IMAGE_TOKEN, POSE_TOKEN):

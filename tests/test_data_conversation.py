@@ -53,6 +53,8 @@ def _reference(tokenizer, turns, num_image_tokens, max_text_length):
             continue
         if piece in specials:
             s = piece
+            if piece == "<POSE>" and text[pos] == " ":
+                pos += 1  # <POSE> takes the space before it (chatpose_jax.pose_token)
         elif piece.startswith("<0x") and piece.endswith(">"):
             s = chr(int(piece[3:-1], 16))
         else:

@@ -45,6 +45,7 @@ from chatpose_jax.convert import hf
 from chatpose_jax.convert.hf import CheckpointError, VocabPlan
 from chatpose_jax.convert.tensor_files import TensorFiles
 from chatpose_jax.model.config import ModelConfig, PoseHeadConfig, ProjectorConfig
+from chatpose_jax.pose_token import strip_space_before_pose
 
 SEG_TOKEN = "[SEG]"
 _POSE_HEAD = {
@@ -246,7 +247,7 @@ def _released_tokenizer(tokenizer_dir: str, save_dir: str):
             text = f.read()
         with open(path, "w") as f:
             f.write(text.replace(json.dumps(SEG_TOKEN), json.dumps(hf.POSE_TOKEN)))
-    tokenizer = AutoTokenizer.from_pretrained(save_dir)
+    tokenizer = strip_space_before_pose(AutoTokenizer.from_pretrained(save_dir))  # "is [SEG]" splits as released
     if tokenizer.convert_tokens_to_ids(hf.POSE_TOKEN) != seg:
         raise CheckpointError(f"{tokenizer_dir}: renaming {SEG_TOKEN} (id {seg}) to {hf.POSE_TOKEN} failed")
     return tokenizer, seg

@@ -44,6 +44,7 @@ from chatpose_jax.convert.tensor_files import TensorFiles
 from chatpose_jax.model import chatpose
 from chatpose_jax.model.config import ModelConfig, PoseHeadConfig, ProjectorConfig, TextConfig, VisionConfig
 from chatpose_jax.model.pose_head import PoseHead
+from chatpose_jax.pose_token import strip_space_before_pose
 
 POSE_TOKEN = "<POSE>"
 IMAGE_TOKEN = "<image>"
@@ -321,7 +322,7 @@ def load_tokenizer(folder: str, add_image_token: bool = False):
         tokenizer.add_tokens([IMAGE_TOKEN], special_tokens=True)
     if POSE_TOKEN not in tokenizer.get_vocab():
         tokenizer.add_tokens([POSE_TOKEN], special_tokens=True)
-    return tokenizer
+    return strip_space_before_pose(tokenizer)
 
 
 def hf_model_config(

@@ -26,6 +26,7 @@ from chatpose_jax.inference import images, prompt
 from chatpose_jax.model import chatpose, decoding
 from chatpose_jax.model.config import ModelConfig
 from chatpose_jax.model.pose_head import PoseHead, rot6d_hmr2_to_rotmat
+from chatpose_jax.pose_token import strip_space_before_pose
 
 
 class CheckpointLoadError(ValueError):
@@ -94,6 +95,7 @@ def load_chat_tokenizer(folder: str, config: ModelConfig):
         tokenizer.add_special_tokens(
             {"additional_special_tokens": [prompt.POSE_TOKEN]}, replace_extra_special_tokens=False
         )
+    strip_space_before_pose(tokenizer)  # split as training does (chatpose_jax.pose_token)
     for token, want in ((prompt.IMAGE_TOKEN, config.image_token_id), (prompt.POSE_TOKEN, config.pose_token_id)):
         got = tokenizer.convert_tokens_to_ids(token)
         if got != want:

@@ -1,0 +1,92 @@
+"""The split around <POSE>: as the release's slow tokenizer splits [SEG], and the same in training,
+generation and the teacher-forced evaluation prefix."""
+
+import numpy as np
+import pytest
+import sentencepiece as spm
+
+from chatpose_jax.inference import prompt
+from data_pipelines import conversation, templates
+from data_pipelines.tokenizer import load_tokenizer, make_synthetic_tokenizer
+
+ANSWER = "Sure, it is <POSE>."
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tokenizer")
+    make_synthetic_tokenizer(
+        folder, [conversation.SYSTEM_PROMPT, "USER: ASSISTANT:", *templates.all_template_texts()] * 20
+    )
+    return folder
+
+
+def _released_slow_pieces(model_file: str, text: str, token: str = "[SEG]") -> list[str]:
+    """The release's slow LLaMA tokenizer (transformers 4.3x `PreTrainedTokenizer.tokenize`) on text with
+    the non-special added token `token`: the text is cut at the token, each side stripped next to it
+    (its default for added tokens without their own strip flags), each part encoded by sentencepiece."""
+    sp = spm.SentencePieceProcessor(model_file=model_file)
+    before, _, after = text.partition(token)
+    pieces = sp.encode(before.rstrip(), out_type=str) + [token]
+    return pieces + (sp.encode(after.lstrip(), out_type=str) if after.strip() else [])
+
+
+def test_no_lone_space_piece_before_pose_as_in_the_release(folder):
+    tokenizer = load_tokenizer(folder)
+    ours = tokenizer.convert_ids_to_tokens(tokenizer(ANSWER, add_special_tokens=False)["input_ids"])
+    released = _released_slow_pieces(str(folder / "tokenizer.model"), ANSWER.replace("<POSE>", "[SEG]"))
+    cut = released.index("[SEG]")
+    assert ours[: ours.index("<POSE>")] == released[:cut] == ["▁Sure", ",", "▁it", "▁is"], (ours, released)
+    for answer in templates.POSE_ANSWERS:  # every Table 2 answer: nothing but the pose token after the words
+        pieces = tokenizer.convert_ids_to_tokens(tokenizer(answer, add_special_tokens=False)["input_ids"])
+        assert "▁" not in pieces, f"{answer!r} splits into {pieces}"
+
+
+def test_training_generation_and_forced_prefix_agree(folder):
+    from chatpose_jax.eval.mesh_decode import FORCED_ANSWER_PREFIX
+    from chatpose_jax.inference.session import load_chat_tokenizer
+    from chatpose_jax.model.config import ModelConfig, TextConfig, VisionConfig
+
+    tokenizer = load_tokenizer(folder)
+    question = templates.text_to_pose_question(templates.TEXT_TO_POSE_QUESTIONS[2], "Arms up, knees bent.")
+    enc = conversation.encode(tokenizer, [[(question, ANSWER)]], num_image_tokens=4, max_text_length=200)
+    n = int(enc.attention_mask[0].sum())
+    train_ids = enc.input_ids[0, :n]
+    pose_at = int(np.flatnonzero(train_ids == 1002)[0])
+    assert enc.labels[0, pose_at] == 1002, "<POSE> is learned"
+    # chat loads the tokenizer its own way; it splits alike.
+    config = ModelConfig(
+        vision=VisionConfig(
+            image_size=28, patch_size=14, hidden_size=8, intermediate_size=8, num_layers=1, num_heads=1
+        ),
+        text=TextConfig(vocab_size=1024, hidden_size=8, intermediate_size=8, num_layers=1, num_heads=1, num_kv_heads=1),
+        image_token_id=1000,
+        pose_token_id=1002,
+        pad_token_id=1001,
+    )
+    chat_tokenizer = load_chat_tokenizer(str(folder), config)
+    generation = chat_tokenizer(prompt.generation_prompt([], question))["input_ids"]
+    answer_start = int(np.flatnonzero(enc.labels[0] != -100)[0])
+    assert generation == train_ids[:answer_start].tolist(), "generation starts from training's prompt tokens"
+    forced = chat_tokenizer(prompt.generation_prompt([], question) + FORCED_ANSWER_PREFIX)["input_ids"]
+    assert forced == train_ids[:pose_at].tolist(), (
+        "the teacher-forced prefix must end where training's answer reaches <POSE>: "
+        f"{chat_tokenizer.convert_ids_to_tokens(forced[-3:])} vs {chat_tokenizer.convert_ids_to_tokens(train_ids[pose_at - 3 : pose_at + 1])}"
+    )
+
+
+def test_imported_release_tokenizer_splits_as_the_release(tmp_path, folder):
+    """[SEG] added as LISA adds it (a plain added token), renamed <POSE> by the import: no lone space."""
+    from transformers import AutoTokenizer
+
+    from chatpose_jax.convert.chatpose_torch import _released_tokenizer
+
+    release = tmp_path / "release"
+    base = AutoTokenizer.from_pretrained(str(folder))
+    base.save_pretrained(str(release))
+    release_tokenizer = AutoTokenizer.from_pretrained(str(release))
+    release_tokenizer.add_tokens(["[SEG]"])
+    release_tokenizer.save_pretrained(str(release))
+    imported, _ = _released_tokenizer(str(release), str(tmp_path / "imported"))
+    pieces = imported.convert_ids_to_tokens(imported(ANSWER, add_special_tokens=False)["input_ids"])
+    assert pieces[: pieces.index("<POSE>")] == ["▁Sure", ",", "▁it", "▁is"], pieces
