@@ -4,7 +4,6 @@ import importlib.util
 import math
 import os
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,6 +15,7 @@ from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForCon
 from chatpose_jax.convert.hf import load_llava
 from chatpose_jax.model import chatpose
 from chatpose_jax.model.config import model_config_from_dict
+from chatpose_jax.parallel import axes
 from chatpose_jax.parallel.mesh import DEFAULT_LOGICAL_AXIS_RULES, MeshConfig, make_mesh
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -91,11 +91,10 @@ def test_forward_on_fsdp4_tensor2_mesh_equals_one_device(tmp_path):
     ids_s, px_s, mask_s = (jax.device_put(a, batch) for a in (ids, px, mask))
 
     def forward(p, *a):
-        with nn.logical_axis_rules(rules):
-            return chatpose.apply(config, p, None, *a).logits
+        return chatpose.apply(config, p, None, *a).logits
 
-    with jax.set_mesh(mesh):
-        out = jax.jit(forward)(sharded, ids_s, px_s, mask_s)
+    # Traced under the mesh and rules, as the train and decode steps are: the activation constraints bind.
+    out = jax.jit(axes.traced_under(forward, mesh, rules))(sharded, ids_s, px_s, mask_s)
     assert out.sharding.spec[0] == ("data", "fsdp") or out.sharding.spec[0] == "fsdp", out.sharding.spec
     real = np.asarray(mask).astype(bool)
     err = np.abs(np.asarray(out)[real][:, :VOCAB] - single[real][:, :VOCAB]).max()

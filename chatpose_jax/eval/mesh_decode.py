@@ -26,6 +26,7 @@ from chatpose_jax.body import rotations
 from chatpose_jax.inference import prompt
 from chatpose_jax.inference.session import ChatModel, left_pad, pose_from_states, round_up
 from chatpose_jax.model import chatpose, decoding
+from chatpose_jax.parallel.axes import DEFAULT_LOGICAL_AXIS_RULES, traced_under
 from chatpose_jax.parallel.mesh import MeshConfig, batch_sharding, make_mesh
 
 FORCED_ANSWER_PREFIX = " Sure, it is"  # + "<POSE>." : the first answer of the supplement's Table 2
@@ -51,7 +52,7 @@ def _agreed_max(value: int) -> int:
 
 
 def _generate(config, max_new_tokens: int, max_length: int, params, lora, input_ids, pixel_values, mask):
-    out = decoding.generate(
+    out = decoding.generate_unjitted(
         config, params, lora, input_ids, pixel_values, mask, jax.random.key(0),
         max_new_tokens=max_new_tokens, max_length=max_length,
     )  # fmt: skip
@@ -85,6 +86,7 @@ class MeshDecoder:
     lora: dict | None
     rows_per_host: int
     length_bucket: int = 16
+    rules: tuple = DEFAULT_LOGICAL_AXIS_RULES  # logical axis rules of the activation constraints
 
     @classmethod
     def create(
@@ -115,7 +117,7 @@ class MeshDecoder:
         shardings = chatpose.variable_shardings(model.config, mesh, mesh_config.logical_axis_rules)
         params = _place(model.params, shardings["params"])
         lora = _place(model.lora, shardings["lora"]) if model.lora else None
-        return cls(model, mesh, params, lora, rows, length_bucket)
+        return cls(model, mesh, params, lora, rows, length_bucket, mesh_config.logical_axis_rules)
 
     @functools.cached_property
     def _batch(self):
@@ -125,12 +127,18 @@ class MeshDecoder:
     @functools.cached_property
     def _generate(self):
         return jax.jit(
-            functools.partial(_generate, self.model.config), static_argnums=(0, 1), out_shardings=self._batch
+            traced_under(functools.partial(_generate, self.model.config), self.mesh, self.rules),
+            static_argnums=(0, 1),
+            out_shardings=self._batch,
         )
 
     @functools.cached_property
     def _forced(self):
-        return jax.jit(functools.partial(_forced, self.model.config), static_argnums=(0,), out_shardings=self._batch)
+        return jax.jit(
+            traced_under(functools.partial(_forced, self.model.config), self.mesh, self.rules),
+            static_argnums=(0,),
+            out_shardings=self._batch,
+        )
 
     def encode(self, question: str, has_image: bool, forced: bool = False) -> np.ndarray:
         """int32[T] prompt ids of a one-turn question (image tokens expanded); with `forced`, the
@@ -141,9 +149,7 @@ class MeshDecoder:
             ids = model.encode([], turn)
             model.check_length(ids)
             return ids
-        text = prompt.generation_prompt([], turn) + FORCED_ANSWER_PREFIX
-        ids = np.asarray(model.tokenizer(text, add_special_tokens=True)["input_ids"], np.int32)
-        return np.repeat(ids, np.where(ids == model.config.image_token_id, model.config.vision.num_image_tokens, 1))
+        return model.encode_text(prompt.generation_prompt([], turn) + FORCED_ANSWER_PREFIX)
 
     def _global_inputs(self, rows: list[np.ndarray], pixels: np.ndarray | None):
         """This host's rows (filled to rows_per_host) -> global (ids, pixels, mask) and the padded length."""

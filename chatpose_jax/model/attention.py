@@ -22,6 +22,8 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
+from chatpose_jax.parallel.axes import target_platform
+
 AttentionImpl = Literal["reference", "xla", "cudnn"]
 
 # Most query rows per block of the CPU kernel. Smaller blocks skip more of a causal mask but issue
@@ -60,7 +62,7 @@ def dot_product_attention(
         return reference_attention(query, key, value, mask, scale=scale)
     if mask is not None:
         mask = jnp.broadcast_to(mask, (query.shape[0], 1, query.shape[1], key.shape[1]))
-    if impl == "xla" and jax.default_backend() == "cpu":
+    if impl == "xla" and target_platform() == "cpu":
         return blockwise_attention(query, key, value, mask, scale=scale, is_causal=is_causal)
     return jax.nn.dot_product_attention(query, key, value, mask=mask, scale=scale, implementation=impl)
 

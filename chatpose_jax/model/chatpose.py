@@ -31,6 +31,7 @@ from chatpose_jax.model.lora import LORA_COLLECTION
 from chatpose_jax.model.pose_head import PoseHead, positions_before_pose, rot6d_hmr2_to_rotmat
 from chatpose_jax.model.projector import Projector
 from chatpose_jax.model.vision_tower import VisionTower
+from chatpose_jax.parallel.axes import BTD, BTV, constrain
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -87,29 +88,31 @@ class ChatPose(nn.Module):
 
     def encode_images(self, pixel_values: jax.Array) -> jax.Array:
         """float[B, C, H, W] -> projected image tokens float[B, N, d]."""
-        return self.multi_modal_projector(self.vision_tower(pixel_values))
+        return constrain(self.multi_modal_projector(self.vision_tower(pixel_values)), BTD)
 
     def embed(self, input_ids: jax.Array, pixel_values: jax.Array | None) -> jax.Array:
         """Token embeddings with the image tokens of row b written over its placeholders, in order."""
-        embeds = self.language_model.embed(input_ids)
+        embeds = constrain(self.language_model.embed(input_ids), BTD)
         if pixel_values is None:
             return embeds
         features = self.encode_images(pixel_values).astype(embeds.dtype)  # [B, N, d]
         is_image = input_ids == self.config.image_token_id
         index = jnp.clip(jnp.cumsum(is_image, axis=1) - 1, 0, features.shape[1] - 1)
         gathered = jnp.take_along_axis(features, index[..., None], axis=1)
-        return jnp.where(is_image[..., None], gathered, embeds)
+        return constrain(jnp.where(is_image[..., None], gathered, embeds), BTD)
 
     def logits(self, hidden: jax.Array) -> jax.Array:
         """float[..., d] -> float32[..., V], straight from the float32 accumulator."""
         if self.config.text.tie_word_embeddings:
-            return self.language_model.attend(hidden, jnp.float32)
-        return self.lm_head(hidden)
+            logits = self.language_model.attend(hidden, jnp.float32)
+        else:
+            logits = self.lm_head(hidden)
+        return constrain(logits, BTV) if logits.ndim == 3 else logits
 
     def pose(self, hidden: jax.Array, input_ids: jax.Array) -> PoseOutput:
         cfg = self.config
         positions, valid = positions_before_pose(input_ids, cfg.pose_token_id, cfg.pose_head.max_poses)
-        states = jnp.take_along_axis(hidden, positions[..., None], axis=1)  # [B, P, d]
+        states = constrain(jnp.take_along_axis(hidden, positions[..., None], axis=1), BTD)  # [B, P, d]
         rot6d = self.pose_head(states)
         return PoseOutput(rot6d, rot6d_hmr2_to_rotmat(rot6d), valid, positions.astype(jnp.int32))
 
@@ -156,7 +159,7 @@ class ChatPose(nn.Module):
         hidden, kv_cache = self.language_model(embeds, position_ids, mask, kv_cache, cache_index)
         head_in = hidden
         if logits_positions is not None:
-            head_in = jnp.take_along_axis(hidden, logits_positions[..., None].astype(jnp.int32), axis=1)
+            head_in = constrain(jnp.take_along_axis(hidden, logits_positions[..., None].astype(jnp.int32), axis=1), BTD)
         return ChatPoseOutput(self.logits(head_in), hidden, self.pose(hidden, input_ids), kv_cache)
 
 

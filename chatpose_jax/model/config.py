@@ -138,7 +138,11 @@ class ModelConfig:
     dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"  # compute dtype
     param_dtype: Literal["float32", "bfloat16"] = "float32"  # storage dtype of parameters
     attention_impl: Literal["reference", "xla", "cudnn"] = "xla"  # see model/attention.py
-    remat_policy: Literal["none", "full", "dots", "dots_no_batch"] = "none"
+    # Gradient checkpointing of decoder layers (model/llama.py `remat_policy`; MaxText's names).
+    remat_policy: Literal[
+        "none", "full", "minimal", "dots", "dots_no_batch", "save_qkv_proj", "save_dot_except_mlp",
+        "qkv_proj_offloaded", "minimal_offloaded",
+    ] = "none"  # fmt: skip
     scan_layers: bool = False  # decoder layers under nn.scan (flat compile time in depth)
     initializer_range: float = 0.02  # std of the normal init of fresh kernels and embeddings
     # Frame of the pose head's root (joint 0): the OpenCV camera frame, as the released ChatPose

@@ -101,8 +101,7 @@ def sample_token(logits: jax.Array, rng: jax.Array, temperature: float = 0.0, to
     return jax.random.categorical(rng, logits, axis=-1).astype(jnp.int32)
 
 
-@functools.partial(jax.jit, static_argnames=("config", "max_new_tokens", "max_length", "temperature", "top_p"))
-def generate(
+def generate_unjitted(
     config: ModelConfig,
     params: dict,
     lora_params: dict | None,
@@ -116,7 +115,12 @@ def generate(
     temperature: float = 0.0,
     top_p: float = 1.0,
 ) -> GenerateOutput:
-    """Generates up to `max_new_tokens` after a left-padded prompt int[B, T]; a row stops at `</s>`."""
+    """Generates up to `max_new_tokens` after a left-padded prompt int[B, T]; a row stops at `</s>`.
+
+    `generate` is this function jitted; a caller that jits its own program around it (the mesh
+    decoder, under its sharding context) calls this one so that it is traced there, not taken from
+    `generate`'s cache of a trace made without the mesh.
+    """
     b, t = input_ids.shape
     max_length = max_length or t + max_new_tokens
     if max_length < t + max_new_tokens:
@@ -167,3 +171,8 @@ def generate(
     valid = jnp.arange(num_poses)[None] < pose_count[:, None]
     pose = chatpose.PoseOutput(rot6d, rot6d_hmr2_to_rotmat(rot6d), valid, pose_at)
     return GenerateOutput(tokens, lengths, pose)
+
+
+generate = functools.partial(
+    jax.jit, static_argnames=("config", "max_new_tokens", "max_length", "temperature", "top_p")
+)(generate_unjitted)

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from chatpose_jax.model import lora as lora_lib
 from chatpose_jax.model.matmul import matmul
+from chatpose_jax.parallel.axes import VOCAB, constrain
 
 Dtype = Any
 
@@ -128,8 +129,13 @@ class Embed(nn.Module):
         )
 
     def __call__(self, ids: jax.Array) -> jax.Array:
-        """int[B, T] -> float[B, T, D]."""
-        return jnp.take(self.embedding, ids, axis=0).astype(self.dtype)
+        """int[B, T] -> float[B, T, D].
+
+        The table is gathered whole along D first (in the compute dtype), like any FSDP weight: a
+        lookup into a D-sharded table would otherwise gather every device's ids, the global batch.
+        """
+        table = constrain(self.embedding.astype(self.dtype), (VOCAB, None))
+        return jnp.take(table, ids, axis=0)
 
     def attend(self, x: jax.Array, out_dtype: Dtype | None = None) -> jax.Array:
         """float[B, T, D] -> float[B, T, V] in `out_dtype` (default `dtype`)."""

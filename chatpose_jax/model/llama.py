@@ -25,18 +25,53 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
 
 from chatpose_jax.model import lora as lora_lib
 from chatpose_jax.model.attention import dot_product_attention
 from chatpose_jax.model.config import LoraConfig, TextConfig
 from chatpose_jax.model.layers import Embed, Linear, RMSNorm, activation
 from chatpose_jax.model.rope import apply_rotary, inverse_frequencies
+from chatpose_jax.parallel.axes import BTD, BTF, BTHD, BTKD, constrain, target_platform
 
-REMAT_POLICIES = {
-    "full": None,  # save nothing: recompute the whole layer in the backward pass
-    "dots": jax.checkpoint_policies.checkpoint_dots,
-    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-}
+# Names of the activations a remat policy may keep (MaxText's names).
+QKV_NAMES = ("query_proj", "key_proj", "value_proj")
+OUT_PROJ_NAME = "out_proj"
+MLP_IN_NAME, MLP_OUT_NAME = "mlpwi", "mlpwo"
+OFFLOAD_POLICIES = ("qkv_proj_offloaded", "minimal_offloaded")
+
+
+def remat_policy(name: str):
+    """The `jax.checkpoint` policy of a decoder layer by name (MaxText's names and meanings).
+
+    full: save nothing, recompute the whole layer in the backward pass; minimal: save every
+    projection's output (dots with no batch dimension), recompute only attention and elementwise
+    work; dots: save every dot; save_qkv_proj: save q, k, v; save_dot_except_mlp: save q, k, v and
+    the attention output projection; qkv_proj_offloaded / minimal_offloaded: as save_qkv_proj /
+    minimal, but kept in the host's pinned memory instead of HBM (TPU and GPU only).
+    """
+    cp = jax.checkpoint_policies
+    policies = {
+        "full": lambda: None,
+        "minimal": lambda: cp.dots_with_no_batch_dims_saveable,
+        "dots": lambda: cp.checkpoint_dots,
+        "dots_no_batch": lambda: cp.dots_with_no_batch_dims_saveable,
+        "save_qkv_proj": lambda: cp.save_only_these_names(*QKV_NAMES),
+        "save_dot_except_mlp": lambda: cp.save_only_these_names(*QKV_NAMES, OUT_PROJ_NAME),
+        "qkv_proj_offloaded": lambda: cp.save_and_offload_only_these_names(
+            names_which_can_be_saved=[],
+            names_which_can_be_offloaded=list(QKV_NAMES),
+            offload_src="device",
+            offload_dst="pinned_host",
+        ),
+        "minimal_offloaded": lambda: cp.offload_dot_with_no_batch_dims(offload_src="device", offload_dst="pinned_host"),
+    }
+    if name in OFFLOAD_POLICIES and target_platform() == "cpu":
+        raise ValueError(
+            f"model.remat_policy={name!r} offloads activations to the host's pinned memory, which CPU programs "
+            "do not have; use it for TPU or GPU (chatpose-compile --topology compiles for TPU here)"
+        )
+    return policies[name]()
 
 
 class LlamaAttention(nn.Module):
@@ -71,10 +106,11 @@ class LlamaAttention(nn.Module):
         q = dense(h * dh, ("embed", "heads"), "q_proj", cfg.qkv_bias)(x).reshape(b, t, h, dh)
         k = dense(k_heads * dh, ("embed", "kv_heads"), "k_proj", cfg.qkv_bias)(x).reshape(b, t, k_heads, dh)
         v = dense(k_heads * dh, ("embed", "kv_heads"), "v_proj", cfg.qkv_bias)(x).reshape(b, t, k_heads, dh)
+        q, k, v = (checkpoint_name(a, n) for a, n in zip((q, k, v), QKV_NAMES, strict=True))
         inv_freq = inverse_frequencies(cfg)
-        q = nn.with_logical_constraint(apply_rotary(q, positions, inv_freq), ("batch", "length", "heads", "kv"))
-        k = nn.with_logical_constraint(apply_rotary(k, positions, inv_freq), ("batch", "length", "kv_heads", "kv"))
-        v = nn.with_logical_constraint(v, ("batch", "length", "kv_heads", "kv"))
+        q = constrain(apply_rotary(q, positions, inv_freq), BTHD)
+        k = constrain(apply_rotary(k, positions, inv_freq), BTKD)
+        v = constrain(v, BTKD)
         new_cache = None
         if layer_cache is not None:
             start = (0, cache_index, 0, 0)
@@ -84,8 +120,8 @@ class LlamaAttention(nn.Module):
             k, v = k.astype(self.dtype), v.astype(self.dtype)
         # Without a cache the mask is causal by construction (chatpose.py), so keys after a query can be skipped.
         out = dot_product_attention(q, k, v, mask, impl=self.attention_impl, is_causal=layer_cache is None)
-        out = nn.with_logical_constraint(out, ("batch", "length", "heads", "kv")).reshape(b, t, h * dh)
-        return dense(cfg.hidden_size, ("heads", "embed"), "o_proj")(out), new_cache
+        out = constrain(out, BTHD).reshape(b, t, h * dh)
+        return checkpoint_name(dense(cfg.hidden_size, ("heads", "embed"), "o_proj")(out), OUT_PROJ_NAME), new_cache
 
 
 class LlamaMlp(nn.Module):
@@ -113,10 +149,10 @@ class LlamaMlp(nn.Module):
             )
 
         f = self.cfg.intermediate_size
-        gate = dense(f, ("embed", "mlp"), "gate_proj")(x)
-        up = dense(f, ("embed", "mlp"), "up_proj")(x)
-        hidden = nn.with_logical_constraint(activation(self.cfg.hidden_act)(gate) * up, ("batch", "length", "mlp"))
-        return dense(self.cfg.hidden_size, ("mlp", "embed"), "down_proj")(hidden)
+        gate = checkpoint_name(dense(f, ("embed", "mlp"), "gate_proj")(x), MLP_IN_NAME)
+        up = checkpoint_name(dense(f, ("embed", "mlp"), "up_proj")(x), MLP_IN_NAME)
+        hidden = constrain(activation(self.cfg.hidden_act)(gate) * up, BTF)
+        return checkpoint_name(dense(self.cfg.hidden_size, ("mlp", "embed"), "down_proj")(hidden), MLP_OUT_NAME)
 
 
 class LlamaDecoderLayer(nn.Module):
@@ -150,7 +186,7 @@ class LlamaDecoderLayer(nn.Module):
         x = x + LlamaMlp(
             self.cfg, self.lora_cfg, self.dtype, self.param_dtype, self.deterministic, self.init_std, name="mlp"
         )(h)
-        return nn.with_logical_constraint(x, ("batch", "length", "embed")), layer_cache
+        return constrain(x, BTD), layer_cache
 
 
 class LlamaModel(nn.Module):
@@ -171,7 +207,7 @@ class LlamaModel(nn.Module):
         self.embed_tokens = Embed(cfg.vocab_size, cfg.hidden_size, self.dtype, self.param_dtype, self.init_std)
         layer_cls = LlamaDecoderLayer
         if self.remat_policy != "none":
-            layer_cls = nn.remat(layer_cls, policy=REMAT_POLICIES[self.remat_policy], prevent_cse=not self.scan_layers)
+            layer_cls = nn.remat(layer_cls, policy=remat_policy(self.remat_policy), prevent_cse=not self.scan_layers)
         args = (
             cfg,
             self.lora_cfg,
@@ -216,7 +252,7 @@ class LlamaModel(nn.Module):
         Returns:
           (hidden float[B, T, d] after the final norm, updated cache or None).
         """
-        x = nn.with_logical_constraint(inputs_embeds.astype(self.dtype), ("batch", "length", "embed"))
+        x = constrain(inputs_embeds.astype(self.dtype), BTD)
         shared = (positions, mask, cache_index)
         if self.scan_layers:
             x, new_cache = self.layers(x, shared, kv_cache)

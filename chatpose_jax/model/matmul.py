@@ -15,11 +15,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from chatpose_jax.parallel.axes import target_platform
+
 
 def matmul(x: jax.Array, w: jax.Array, out_dtype: Any = None) -> jax.Array:
     """x[..., k] @ w[k, n] on the operands' dtype with float32 accumulation, in `out_dtype` (default x's)."""
     out_dtype = x.dtype if out_dtype is None else jnp.dtype(out_dtype)
-    if jax.default_backend() == "cpu":
+    if target_platform() == "cpu":
         return _cpu_matmul(x, w, out_dtype)
     return jnp.dot(x, w).astype(out_dtype)
 

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from chatpose_jax.model.attention import dot_product_attention
 from chatpose_jax.model.config import VisionConfig
 from chatpose_jax.model.layers import LayerNorm, Linear, activation, normal_init
+from chatpose_jax.parallel.axes import BTD, constrain
 
 
 class VisionAttention(nn.Module):
@@ -69,7 +70,7 @@ class VisionEncoderLayer(nn.Module):
         )(h)
         h = LayerNorm(name="layer_norm2", **norm)(x)
         x = x + _VisionMlp(cfg, dense, name="mlp")(h)
-        return nn.with_logical_constraint(x, ("batch", "length", "embed"))
+        return constrain(x, BTD)
 
 
 class _VisionMlp(nn.Module):

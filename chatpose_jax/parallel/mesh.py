@@ -2,7 +2,7 @@
 
 Modules name their axes logically (`chatpose_jax.parallel.axes`); `logical_axis_rules` in the
 config map those names to the mesh axes defined here, so data parallelism, FSDP and tensor
-parallelism are chosen by config alone.
+parallelism are chosen by config alone. `DEFAULT_LOGICAL_AXIS_RULES` is re-exported from `axes`.
 
 Multislice: `data`, `fsdp` and `tensor` are whole-mesh sizes; `dcn_data` (`dcn_fsdp`,
 `dcn_tensor`) says over how many slices that axis is laid, across the data-centre network (DCN).
@@ -25,27 +25,12 @@ from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from chatpose_jax.config_types import ConfigError
+from chatpose_jax.parallel.axes import DEFAULT_LOGICAL_AXIS_RULES, complete_rules
 
 MESH_AXES = ("data", "fsdp", "tensor")
 DCN_FIELDS = ("dcn_data", "dcn_fsdp", "dcn_tensor")  # the part of each mesh axis across slices
 # Batch is split over both data-parallel axes: FSDP shards parameters *and* the batch.
 BATCH_AXES = ("data", "fsdp")
-
-DEFAULT_LOGICAL_AXIS_RULES = (
-    ("batch", ("data", "fsdp")),
-    ("length", ()),
-    ("embed", ("fsdp",)),
-    ("heads", ("tensor",)),
-    ("kv_heads", ("tensor",)),
-    ("kv", ()),
-    ("mlp", ("tensor",)),
-    ("vocab", ("tensor",)),
-    ("layers", ()),
-    ("lora_rank", ()),
-    ("joints", ()),
-    ("patches", ()),
-    ("channels", ()),
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,8 +60,10 @@ class MeshConfig:
             # Tensor parallelism exchanges activations in every layer: over DCN it would stall each step.
             raise ValueError(
                 f"mesh.dcn_tensor={self.dcn_tensor}: tensor parallelism stays inside a slice; "
-                "lay slices on mesh.dcn_data (LAUNCH.md: data parallelism across slices)"
+                "lay slices on mesh.dcn_data (data parallelism across slices)"
             )
+        # Names the rules leave out take their defaults, so activation constraints always find a rule.
+        object.__setattr__(self, "logical_axis_rules", complete_rules(self.logical_axis_rules))
         for logical, mesh_axes in self.logical_axis_rules:
             for axis in mesh_axes:
                 if axis not in MESH_AXES:
@@ -151,8 +138,8 @@ def hybrid_layout(cfg: MeshConfig, devices: Sequence, process_is_granule: bool |
         process_is_granule = num_slices == 1
     if cfg.dcn_fsdp > 1:
         logging.warning(
-            "mesh.dcn_fsdp=%d: parameters are gathered across slices in every layer; LAUNCH.md puts only "
-            "data parallelism on DCN (mesh.dcn_data)",
+            "mesh.dcn_fsdp=%d: parameters are gathered across slices in every layer; only data "
+            "parallelism belongs on DCN (mesh.dcn_data)",
             cfg.dcn_fsdp,
         )
     counts: dict[int, int] = {}
@@ -202,31 +189,6 @@ def make_mesh(
 ) -> Mesh:
     """Builds the (data, fsdp, tensor) mesh over `devices` (default: all devices, all hosts); see `device_grid`."""
     return Mesh(device_grid(cfg, jax.devices() if devices is None else devices, process_is_granule), MESH_AXES)
-
-
-def logical_to_spec(logical_axes: Sequence[str | None], rules) -> PartitionSpec:
-    """PartitionSpec for an array whose dimensions carry `logical_axes`, by `rules`.
-
-    A mesh axis is used at most once per array: a later dimension that maps to an axis already
-    taken stays unsharded, as in flax's `logical_to_mesh_axes`.
-    """
-    table = dict(rules)
-    used: set[str] = set()
-    spec = []
-    for name in logical_axes:
-        if name is None:
-            spec.append(None)
-            continue
-        if name not in table:
-            raise KeyError(f"logical axis {name!r} has no rule in mesh.logical_axis_rules")
-        axes = tuple(a for a in table[name] if a not in used)
-        used.update(axes)
-        spec.append(None if not axes else axes[0] if len(axes) == 1 else axes)
-    return PartitionSpec(*spec)
-
-
-def logical_sharding(mesh: Mesh, logical_axes: Sequence[str | None], rules) -> NamedSharding:
-    return NamedSharding(mesh, logical_to_spec(logical_axes, rules))
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

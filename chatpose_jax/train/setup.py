@@ -19,6 +19,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from chatpose_jax.experiment import Experiment
 from chatpose_jax.model import chatpose
+from chatpose_jax.parallel.axes import traced_under
 from chatpose_jax.parallel.mesh import batch_sharding
 from chatpose_jax.train import state as state_lib
 from chatpose_jax.train.optimizer import make_optimizer
@@ -99,14 +100,16 @@ def _jit_steps(
     replicated = NamedSharding(mesh, PartitionSpec())
     data_sharding = batch_sharding(mesh)
     body_shardings = () if body_model is None else (jax.tree.map(lambda _: replicated, body_model),)
-    step = functools.partial(train_step, settings=settings, optimizer=optimizer)
+    rules = experiment.mesh.logical_axis_rules
+    # Traced under the mesh and the rules, so the model's activation constraints bind (parallel.axes).
+    step = traced_under(functools.partial(train_step, settings=settings, optimizer=optimizer), mesh, rules)
     step_fn = jax.jit(
         step,
         in_shardings=(state_shardings, frozen_shardings, data_sharding, *body_shardings),
         out_shardings=(state_shardings, replicated),
         donate_argnums=(0,) if donate else (),
     )
-    evaluate = functools.partial(eval_step, settings=settings)
+    evaluate = traced_under(functools.partial(eval_step, settings=settings), mesh, rules)
     eval_fn = jax.jit(
         evaluate,
         in_shardings=(frozen_shardings, trainable_shardings, data_sharding, *body_shardings),
@@ -176,6 +179,7 @@ class AbstractTrainer:
     frozen: Any
     step_fn: Any  # the jitted step, ready for .lower(state, frozen, batch)
     optimizer: optax.GradientTransformation
+    eval_fn: Any = None  # the jitted eval step, ready for .lower(frozen, state.trainable, batch)
 
 
 def build_abstract_trainer(experiment: Experiment, mesh: Mesh, donate: bool = True) -> AbstractTrainer:
@@ -198,7 +202,7 @@ def build_abstract_trainer(experiment: Experiment, mesh: Mesh, donate: bool = Tr
             lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shape_tree, sharding_tree
         )
 
-    step_fn, _ = _jit_steps(
+    step_fn, eval_fn = _jit_steps(
         experiment,
         mesh,
         optimizer,
@@ -210,7 +214,11 @@ def build_abstract_trainer(experiment: Experiment, mesh: Mesh, donate: bool = Tr
         donate,
     )
     return AbstractTrainer(
-        with_sharding(state_abs, state_shardings), with_sharding(frozen_abs, frozen_shardings), step_fn, optimizer
+        with_sharding(state_abs, state_shardings),
+        with_sharding(frozen_abs, frozen_shardings),
+        step_fn,
+        optimizer,
+        eval_fn,
     )
 
 
