@@ -1,11 +1,13 @@
 """Ahead-of-time compilation for TPU slices on this CPU host (libtpu, compile-only devices)."""
 
+import math
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,10 +46,26 @@ def printed_bytes(text: str, name: str) -> float:
     return float(value) * UNITS[unit]
 
 
-def test_tiny_config_compiles_for_v5e_4_and_prints_xla_memory():
-    result = compile_cli("--config=configs/tiny.py", "--topology=v5e-4", "--nodecode")
+def test_tiny_config_compiles_for_v5e_4_and_prints_xla_memory(tmp_path):
+    hlo_file = tmp_path / "step.hlo"
+    result = compile_cli("--config=configs/tiny.py", "--topology=v5e-4", "--nodecode", f"--hlo_out={hlo_file}")
     assert result.returncode == 0, result.stderr[-3000:]
     train = result.stdout.split("train_step:")[1]
+    # The partitioned program is written; data-parallel on 4 chips, its all-reduces carry every
+    # trained parameter's gradient once (the tiny model trains all of them, float32), except the
+    # tower's last layer and post-layernorm, which LLaVA's penultimate-layer features never reach.
+    assert re.search(r"^ENTRY %?main[\w.]*_spmd", hlo_file.read_text(), re.MULTILINE)
+    shapes = tiny_shapes()
+    tower_layers = sum(name.startswith("layers_") for name in shapes["params"]["vision_tower"])
+    unused = ("post_layernorm", f"layers_{tower_layers - 1}")
+    params = sum(
+        math.prod(x.shape)
+        for path, x in jax.tree_util.tree_leaves_with_path(shapes)
+        if not ("vision_tower" in jax.tree_util.keystr(path) and any(u in jax.tree_util.keystr(path) for u in unused))
+    )
+    reduced = printed_bytes(train, "all-reduce")
+    assert abs(reduced - 4 * params) <= 0.005 * 4 * params, (reduced, 4 * params)
+    assert "MFU" in train and "roofline per step" in train
     # The same program compiled in this process: the printed figures are XLA's.
     code = (
         "import os; os.environ.setdefault('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')\n"
@@ -74,6 +92,40 @@ def test_tiny_config_compiles_for_v5e_4_and_prints_xla_memory():
         got = printed_bytes(train, name)
         assert abs(got - want) <= 0.006 * want + 1, (name, got, want)
     assert "fits" in train
+
+
+def tiny_shapes():
+    import importlib.util
+
+    from chatpose_jax.experiment import load_experiment
+    from chatpose_jax.model import chatpose
+
+    spec = importlib.util.spec_from_file_location("t", REPO / "configs" / "tiny.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return chatpose.abstract_variables(load_experiment(module.get_config(), 4).model)[0]
+
+
+def test_fsdp_gathers_each_weight_about_once_forward_and_once_for_the_rematerialised_backward():
+    """The LoRA recipe in bf16 with fsdp=4: the step's all-gathers against the FSDP ideal the report computes
+    from the parameter shapes (the decoder's weights twice under full remat, every other weight once)."""
+    result = compile_cli(
+        "--config=configs/tiny.py",
+        "--topology=v5e-4",
+        "--nodecode",
+        "--config.mesh.fsdp=4",
+        "--config.mesh.data=1",
+        "--config.model.scan_layers=True",
+        "--config.model.remat_policy=full",
+        "--config.model.dtype=bfloat16",
+        "--config.train.trainable=lora_and_full_embeddings",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    match = re.search(r"all-gathered ([\d.]+ \w+) against ([\d.]+ \w+) for the FSDP ideal", result.stdout)
+    assert match, result.stdout
+    gathered = printed_bytes("x " + match.group(1), "x")
+    ideal = printed_bytes("x " + match.group(2), "x")
+    assert 0.95 * ideal <= gathered <= 1.25 * ideal, (gathered, ideal)
 
 
 def test_a_step_that_cannot_fit_fails_and_names_buffers():

@@ -1,8 +1,11 @@
 """`chatpose-compile --config configs/X.py --topology v5p-128 [--num_slices 2] [--config.field=value ...]`.
 
 Compiles the real train step and decode step for a TPU slice on this machine (libtpu, no TPU
-needed) and prints per-device memory against the chip's HBM, FLOPs and the step-time floor.
-Exits with status 1 when a step does not fit, naming the largest buffers.
+needed) and prints per device: memory against the chip's HBM, FLOPs, the bytes of each kind of
+collective over ICI and DCN (and the weights' all-gathers against the FSDP ideal), and a roofline
+step-time estimate with the MFU it implies. `--hlo_out FILE` writes the partitioned train step
+(the decode step's goes to FILE with `.decode` before the suffix). Exits with status 1 when a
+step does not fit, naming the largest buffers.
 """
 
 import os
@@ -19,6 +22,7 @@ _NUM_SLICES = flags.DEFINE_integer(
 _DECODE = flags.DEFINE_boolean("decode", True, "Also compile one decoding step.")
 _DECODE_BATCH = flags.DEFINE_integer("decode_batch", 0, "Decode batch (default: one row per data-parallel device).")
 _TEXT_LENGTH = flags.DEFINE_integer("text_length", 0, "Text tokens per sequence (default: train.max_text_length).")
+_HLO_OUT = flags.DEFINE_string("hlo_out", None, "Write the partitioned train step's HLO here (local path or gs://).")
 
 
 def main(argv):
@@ -38,24 +42,44 @@ def main(argv):
     if _NUM_SLICES.value > 1 and dcn == 1:
         config.mesh.dcn_data = _NUM_SLICES.value  # the data axis across the slices, as in training
     experiment = common.validated_experiment(config, devices=devices)
-    hbm, peak = tpu.generation.hbm_bytes, tpu.generation.peak_bf16_flops
+    chip = tpu.generation
     print(
         f"{_TOPOLOGY.value} x{_NUM_SLICES.value}: {len(devices)} devices ({devices[0].device_kind}), "
-        f"topology {tpu.topology_name}, {hbm / 1024**3:.0f} GiB HBM per chip"
+        f"topology {tpu.topology_name}, {chip.hbm_bytes / 1024**3:.0f} GiB HBM per chip "
+        f"(chip figures: {chip.source})"
     )
     try:
-        reports = [aot.compile_train_step(experiment, devices, hbm, peak, _TEXT_LENGTH.value or None)]
+        reports = [aot.compile_train_step(experiment, devices, chip, _TEXT_LENGTH.value or None)]
         print(aot.format_report(reports[-1]), flush=True)
+        if _HLO_OUT.value:
+            write_text(_HLO_OUT.value, reports[-1].hlo)
         if _DECODE.value:
             dp = data_parallel_size(resolve_mesh_shape(experiment.mesh, len(devices)))
             seq = experiment.model.vision.num_image_tokens + (_TEXT_LENGTH.value or experiment.train.max_text_length)
-            reports.append(aot.compile_decode_step(experiment, devices, _DECODE_BATCH.value or dp, seq, hbm, peak))
+            reports.append(aot.compile_decode_step(experiment, devices, _DECODE_BATCH.value or dp, seq, chip))
             print(aot.format_report(reports[-1]), flush=True)
+            if _HLO_OUT.value:
+                write_text(decode_hlo_path(_HLO_OUT.value), reports[-1].hlo)
     except aot.DoesNotFitError as e:
         print(e)
         common.fail("the step does not fit in HBM (see the largest buffers above)")
     if not all(r.fits for r in reports):
         common.fail("the step does not fit in HBM (see the largest buffers above)")
+
+
+def decode_hlo_path(train_path: str) -> str:
+    """`step.hlo` -> `step.decode.hlo`; a name without a suffix gets `.decode` appended."""
+    root, dot, suffix = train_path.rpartition(".")
+    return f"{root}.decode.{suffix}" if dot and "/" not in suffix else f"{train_path}.decode"
+
+
+def write_text(path: str, text: str) -> None:
+    from chatpose_jax import paths
+
+    target = paths.path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+    print(f"wrote {path}")
 
 
 def run():

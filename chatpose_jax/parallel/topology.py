@@ -17,20 +17,35 @@ GIB = 1024**3
 
 @dataclasses.dataclass(frozen=True)
 class TpuGeneration:
+    """One TPU generation's published per-chip figures (the roofline's inputs; `source` names the page)."""
+
     name: str  # as in slice names: v4, v5e, v5p, v6e
     topology_prefix: str  # libtpu's topology name prefix
     cores_per_chip_in_name: int  # the slice name counts TensorCores (2) or chips (1)
     dims: int  # 3 (torus) or 2
     hbm_bytes: int  # per chip
     peak_bf16_flops: float  # per chip, dense
+    hbm_bytes_per_s: float  # per chip
+    ici_bytes_per_s: float  # per chip, bidirectional, all links together
+    dcn_bytes_per_s: float | None  # per chip, across slices (None: not published per chip)
+    source: str
 
 
 GENERATIONS = {
-    "v4": TpuGeneration("v4", "v4", 2, 3, 32 * GIB, 275e12),
-    "v5e": TpuGeneration("v5e", "v5e", 1, 2, 16 * GIB, 197e12),
-    "v5p": TpuGeneration("v5p", "v5p", 2, 3, 95 * GIB, 459e12),
-    "v6e": TpuGeneration("v6e", "v6e", 1, 2, 32 * GIB, 918e12),
-}
+    # Cloud TPU v4 page: 275 TFLOP/s, 32 GiB at 1200 GB/s. ICI: 6 links of 45 GB/s each way (the JAX
+    # scaling book, "How to think about TPUs"), 540 GB/s bidirectional.
+    "v4": TpuGeneration(
+        "v4", "v4", 2, 3, 32 * GIB, 275e12, 1200e9, 540e9, None,
+        "cloud.google.com/tpu/docs/v4; jax-ml.github.io/scaling-book/tpus",
+    ),
+    # Cloud TPU v5e page: 197 TFLOP/s, 16 GB at 819 GB/s, ICI 400 GB/s bidirectional per chip, two 100 Gbps
+    # NICs per host of 8 chips (25 Gbps per chip).
+    "v5e": TpuGeneration("v5e", "v5e", 1, 2, 16 * GIB, 197e12, 819e9, 400e9, 25e9 / 8, "cloud.google.com/tpu/docs/v5e"),
+    # Cloud TPU v5p page: 459 TFLOP/s, 95 GiB at 2765 GB/s, ICI 1200 GB/s bidirectional, DCN 50 Gbps per chip.
+    "v5p": TpuGeneration("v5p", "v5p", 2, 3, 95 * GIB, 459e12, 2765e9, 1200e9, 50e9 / 8, "cloud.google.com/tpu/docs/v5p"),
+    # Cloud TPU v6e page: 918 TFLOP/s, 32 GB at 1638 GB/s, ICI 800 GB/s bidirectional per chip.
+    "v6e": TpuGeneration("v6e", "v6e", 1, 2, 32 * GIB, 918e12, 1638e9, 800e9, None, "cloud.google.com/tpu/docs/v6e"),
+}  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
