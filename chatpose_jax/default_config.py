@@ -156,6 +156,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.remat_policy = "full"
     c.model.scan_layers = False  # decoder layers under nn.scan
     c.model.pose_frame = "opencv_camera"  # the root's frame (x right, y down, z away), the released model's
+    c.model.mm_use_im_start_end = False  # True: images written <im_start><image><im_end> (LISA / ChatPose)
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = -1  # -1 = every device not used by the other axes
@@ -243,6 +244,7 @@ def apply_recipe(c: ml_collections.ConfigDict, recipe: str) -> ml_collections.Co
     "chatpose": ChatPose's released launch script (LoRA r=128 alpha=256, batch 16 x accum 2,
     30 epochs x 500 steps, model_max_length 1024 counting the image's 576 positions, posescript ||
     vqa || hmr at 1:1:2, no HMR augmentation as the supplement says).
+    Both write images as <im_start><image><im_end> (LISA's use_mm_start_end, on by default).
     """
     if recipe == "lisa":
         c.model.lora.rank, c.model.lora.alpha = 8, 16.0
@@ -263,4 +265,5 @@ def apply_recipe(c: ml_collections.ConfigDict, recipe: str) -> ml_collections.Co
         raise ValueError(f"unknown recipe {recipe!r}; known recipes: {', '.join(RECIPES)}")
     c.data.datasets = ("posescript", "llava_instruct", "hmr_images")
     c.data.ratios = (1.0, 1.0, 2.0)
+    c.model.mm_use_im_start_end = True  # LISA's train_ds (and so ChatPose's) wraps the image (use_mm_start_end)
     return c

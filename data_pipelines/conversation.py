@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from chatpose_jax.image_tokens import wrap_images
 from data_pipelines import templates
 from data_pipelines.tokenizer import IMAGE_TOKEN, special_ids
 
@@ -130,6 +131,7 @@ def encode(
     max_text_length: int,
     length: int | None = None,
     length_counts_image: bool = False,
+    image_start_end: bool = False,
 ) -> Encoded:
     """Tokenises conversations (one batched tokenizer call) into ids, labels and masks.
 
@@ -142,11 +144,14 @@ def encode(
         an image keeps at most max_text_length - num_image_tokens text tokens.
       length: columns of the output (default max_text_length, plus num_image_tokens unless
         length_counts_image).
+      image_start_end: write each image as `<im_start><image><im_end>` (the model's
+        `mm_use_im_start_end`; the tokenizer must hold both tokens).
     """
     ids_of = special_ids(tokenizer)
     image_id, pose_id, pad_id = ids_of["image"], ids_of["pose"], ids_of["pad"]
     if length is None:
         length = max_text_length + (0 if length_counts_image else num_image_tokens)
+    conversations = [[(wrap_images(u, image_start_end), a) for u, a in turns] for turns in conversations]
     prompts, spans = zip(*(vicuna_prompt(turns) for turns in conversations), strict=True) if conversations else ((), ())
     enc = tokenizer(list(prompts), return_offsets_mapping=True, add_special_tokens=True)
     n = len(prompts)

@@ -65,6 +65,7 @@ class PipelineConfig:
     hmr_augment: object = None  # chatpose_jax.experiment.HmrAugmentConfig; None = no augmentation
     vqa_image_sources: tuple[str, ...] = ("coco", "gqa", "vg")  # VQA records kept; () = all, text-only too
     length_counts_image: bool = False  # max_text_length counts image positions (LISA's model_max_length)
+    image_start_end: bool = False  # images written <im_start><image><im_end> (model.mm_use_im_start_end)
     shuffle_buffer: int = 1000
     seed: int = 0
     buckets: tuple[int, ...] = ()
@@ -100,6 +101,7 @@ def pipeline_config(experiment, **overrides) -> PipelineConfig:
         hmr_augment=experiment.data.hmr_augment,
         vqa_image_sources=tuple(experiment.data.vqa_image_sources),
         length_counts_image=experiment.train.length_counts_image,
+        image_start_end=experiment.model.mm_use_im_start_end,
         shuffle_buffer=experiment.data.shuffle_buffer,
         seed=experiment.train.seed,
     )
@@ -288,6 +290,7 @@ class Tokenize:
             self.config.max_text_length,
             self.config.max_length,
             length_counts_image=self.config.length_counts_image,
+            image_start_end=self.config.image_start_end,
         )
         num_pose = (enc.input_ids == self.ids["pose"]).sum(axis=1)
         keep = enc.keep & (num_pose <= self.config.max_poses)

@@ -13,6 +13,7 @@ import os
 import tempfile
 from collections.abc import Iterable
 
+from chatpose_jax.image_tokens import add_start_end_tokens
 from chatpose_jax.pose_token import strip_space_before_pose
 
 IMAGE_TOKEN = "<image>"
@@ -103,12 +104,13 @@ def _filler_words() -> list[str]:
     return [" ".join(words[i : i + 16]) for i in range(0, len(words), 16)]
 
 
-def load_tokenizer(path: str | os.PathLike, add_pose_token: bool = True):
+def load_tokenizer(path: str | os.PathLike, add_pose_token: bool = True, image_start_end: bool = False):
     """Loads a tokenizer folder with AutoTokenizer and checks `<image>`, `<pad>`, `<POSE>`.
 
     A LLaVA folder without `<POSE>` gets it appended when `add_pose_token` (ChatPose's recipe: one
     new token whose embedding row is trained); `<POSE>` takes the space before it
-    (`chatpose_jax.pose_token`). Raises ValueError naming the folder and the token
+    (`chatpose_jax.pose_token`). With `image_start_end`, `<im_start>` and `<im_end>` are appended
+    when missing (`chatpose_jax.image_tokens`). Raises ValueError naming the folder and the token
     when a special token is missing or would be split into pieces.
     """
     from transformers import AutoTokenizer
@@ -121,6 +123,8 @@ def load_tokenizer(path: str | os.PathLike, add_pose_token: bool = True):
     if add_pose_token and POSE_TOKEN not in tokenizer.get_vocab():
         tokenizer.add_special_tokens({"additional_special_tokens": [POSE_TOKEN]}, replace_extra_special_tokens=False)
     strip_space_before_pose(tokenizer)  # "is <POSE>" -> "▁is" "<POSE>", as the release splits "is [SEG]"
+    if image_start_end:
+        add_start_end_tokens(tokenizer)
     if tokenizer.pad_token is None:
         raise ValueError(f"tokenizer {path}: no pad token")
     for token in (IMAGE_TOKEN, POSE_TOKEN):

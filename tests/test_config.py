@@ -54,6 +54,7 @@ def test_recipes_by_name_differ_as_published():
     assert chatpose.data.ratios == (1.0, 1.0, 2.0)
     # The released script's 1024 positions count the image's 576; the paper trained without augmentation.
     assert chatpose.train.length_counts_image and not lisa.train.length_counts_image
+    assert chatpose.model.mm_use_im_start_end and lisa.model.mm_use_im_start_end  # LISA's use_mm_start_end
     assert not chatpose.data.hmr_augment.enabled and chatpose.data.vqa_image_sources == ("coco", "gqa", "vg")
     config = load("llava15_13b.py", "chatpose")
     config.train.max_text_length = 576

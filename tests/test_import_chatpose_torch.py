@@ -74,7 +74,7 @@ def _with_peft_lora(sd: dict, seed: int = 0) -> dict:
     return out
 
 
-def _config_json(model, folder, mm_vision_tower="openai/clip-vit-large-patch14"):
+def _config_json(model, folder, mm_vision_tower="openai/clip-vit-large-patch14", mm_use_im_start_end=False):
     cfg = model.config.text_config.to_dict()
     cfg.update(
         model_type="llava_llama",
@@ -85,7 +85,7 @@ def _config_json(model, folder, mm_vision_tower="openai/clip-vit-large-patch14")
         mm_hidden_size=32,
         mm_vision_select_layer=-2,
         mm_vision_select_feature="patch",
-        mm_use_im_start_end=False,
+        mm_use_im_start_end=mm_use_im_start_end,
     )
     with open(os.path.join(folder, "config.json"), "w") as f:
         json.dump(cfg, f)
@@ -137,7 +137,7 @@ def _check_against_torch(config, params, reference):
 def test_merged_release_with_tower_in_one_file(reference, tmp_path):
     model, head = reference
     save_file(_released_state(model, head, with_tower=True), str(tmp_path / "chatpose-13b.safetensors"))
-    _config_json(model, tmp_path)  # mm_vision_tower names a hub id: the tower must come from the file
+    _config_json(model, tmp_path, mm_use_im_start_end=True)  # mm_vision_tower names a hub id: tower from the file
     # Its shapes come from the tensors; only the head count (ViT-L: 1024 / 64) must be said for a 32-wide tower.
     config, params = load_chatpose_torch(
         str(tmp_path / "chatpose-13b.safetensors"), vision_num_heads=4, dtype="float32"
@@ -145,6 +145,7 @@ def test_merged_release_with_tower_in_one_file(reference, tmp_path):
     # [SEG] defaults to the last row; <image> is appended after it.
     assert (config.pose_token_id, config.image_token_id, config.text.vocab_size) == (SEG_ID, SEG_ID + 1, SEG_ID + 2)
     assert config.pose_head.num_joints == 24
+    assert config.mm_use_im_start_end, "the checkpoint's mm_use_im_start_end is honoured"
     _check_against_torch(config, params, reference)
 
 
@@ -177,6 +178,7 @@ def test_peft_lora_release_with_clip_folder_and_tokenizer(reference, tmp_path):
     import_chatpose_torch(str(ckpt), str(out), tokenizer_dir=tokenizer_dir, dtype="float32")
     config, params = load_model_checkpoint(str(out))
     assert (config.pose_token_id, config.image_token_id) == (SEG_ID, SEG_ID + 1)
+    assert not config.mm_use_im_start_end
     tokenizer = load_checkpoint_tokenizer(str(out))
     assert (
         tokenizer.convert_tokens_to_ids("<POSE>") == SEG_ID and tokenizer.convert_tokens_to_ids("<image>") == SEG_ID + 1

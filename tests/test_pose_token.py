@@ -1,6 +1,8 @@
 """The split around <POSE>: as the release's slow tokenizer splits [SEG], and the same in training,
 generation and the teacher-forced evaluation prefix."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import sentencepiece as spm
@@ -10,6 +12,15 @@ from data_pipelines import conversation, templates
 from data_pipelines.tokenizer import load_tokenizer, make_synthetic_tokenizer
 
 ANSWER = "Sure, it is <POSE>."
+
+
+def _tiny_config(**fields):
+    """A model config with the synthetic tokenizer's ids (the model itself is never run here)."""
+    from chatpose_jax.model.config import ModelConfig, TextConfig, VisionConfig
+
+    vision = VisionConfig(image_size=28, patch_size=14, hidden_size=8, intermediate_size=8, num_layers=1, num_heads=1)
+    text = TextConfig(vocab_size=1024, hidden_size=8, intermediate_size=8, num_layers=1, num_heads=1, num_kv_heads=1)
+    return ModelConfig(vision=vision, text=text, image_token_id=1000, pose_token_id=1002, pad_token_id=1001, **fields)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +56,6 @@ def test_no_lone_space_piece_before_pose_as_in_the_release(folder):
 def test_training_generation_and_forced_prefix_agree(folder):
     from chatpose_jax.eval.mesh_decode import FORCED_ANSWER_PREFIX
     from chatpose_jax.inference.session import load_chat_tokenizer
-    from chatpose_jax.model.config import ModelConfig, TextConfig, VisionConfig
 
     tokenizer = load_tokenizer(folder)
     question = templates.text_to_pose_question(templates.TEXT_TO_POSE_QUESTIONS[2], "Arms up, knees bent.")
@@ -55,15 +65,7 @@ def test_training_generation_and_forced_prefix_agree(folder):
     pose_at = int(np.flatnonzero(train_ids == 1002)[0])
     assert enc.labels[0, pose_at] == 1002, "<POSE> is learned"
     # chat loads the tokenizer its own way; it splits alike.
-    config = ModelConfig(
-        vision=VisionConfig(
-            image_size=28, patch_size=14, hidden_size=8, intermediate_size=8, num_layers=1, num_heads=1
-        ),
-        text=TextConfig(vocab_size=1024, hidden_size=8, intermediate_size=8, num_layers=1, num_heads=1, num_kv_heads=1),
-        image_token_id=1000,
-        pose_token_id=1002,
-        pad_token_id=1001,
-    )
+    config = _tiny_config()
     chat_tokenizer = load_chat_tokenizer(str(folder), config)
     generation = chat_tokenizer(prompt.generation_prompt([], question))["input_ids"]
     answer_start = int(np.flatnonzero(enc.labels[0] != -100)[0])
@@ -73,6 +75,30 @@ def test_training_generation_and_forced_prefix_agree(folder):
         "the teacher-forced prefix must end where training's answer reaches <POSE>: "
         f"{chat_tokenizer.convert_ids_to_tokens(forced[-3:])} vs {chat_tokenizer.convert_ids_to_tokens(train_ids[pose_at - 3 : pose_at + 1])}"
     )
+
+
+def test_images_wrapped_in_start_and_end_tokens_alike_in_training_chat_and_forced_evaluation(folder):
+    from chatpose_jax.eval.mesh_decode import FORCED_ANSWER_PREFIX
+    from chatpose_jax.inference.session import ChatModel, load_chat_tokenizer
+
+    config = _tiny_config(mm_use_im_start_end=True)
+    tokenizer = load_tokenizer(folder, image_start_end=True)
+    start, end = tokenizer.convert_tokens_to_ids(["<im_start>", "<im_end>"])
+    assert (start, end) == (1003, 1004), "appended after <POSE>, start first, as LISA adds them"
+    question = templates.IMAGE_TO_POSE_QUESTIONS[1]
+    enc = conversation.encode(tokenizer, [[(f"<image>\n{question}", ANSWER)]], 4, 200, image_start_end=True)
+    ids = enc.input_ids[0, : int(enc.attention_mask[0].sum())]
+    at = int(np.flatnonzero(ids == start)[0])
+    assert ids[at : at + 6].tolist() == [start, 1000, 1000, 1000, 1000, end], ids[at : at + 6]
+    assert (enc.labels[0, at : at + 6] == -100).all(), "the wrapped image is not learned"
+    model = ChatModel(config, {}, None, load_chat_tokenizer(str(folder), config))
+    chat = model.encode([], prompt.user_turn(question, True))
+    answer_start = int(np.flatnonzero(enc.labels[0] != -100)[0])
+    assert chat.tolist() == ids[:answer_start].tolist(), "chat writes the image as training does"
+    forced = model.encode_text(prompt.generation_prompt([], prompt.user_turn(question, True)) + FORCED_ANSWER_PREFIX)
+    assert forced.tolist() == ids[: int(np.flatnonzero(ids == 1002)[0])].tolist()
+    plain = ChatModel(dataclasses.replace(config, mm_use_im_start_end=False), {}, None, model.tokenizer)
+    assert start not in plain.encode([], prompt.user_turn(question, True)), "LLaVA-1.5's own checkpoints do not wrap"
 
 
 def test_imported_release_tokenizer_splits_as_the_release(tmp_path, folder):

@@ -302,6 +302,7 @@ def released_model_config(
         pad_token_id=pad,
         bos_token_id=raw.get("bos_token_id", 1),
         eos_token_id=raw.get("eos_token_id", 2),
+        mm_use_im_start_end=bool(raw.get("mm_use_im_start_end", False)),  # as the release wrote its prompts
     )
     fields.update(overrides)
     return ModelConfig(**fields), plan

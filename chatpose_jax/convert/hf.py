@@ -379,6 +379,7 @@ def hf_model_config(
         pad_token_id=pad,
         bos_token_id=src.bos_token_id,
         eos_token_id=src.eos_token_id,
+        mm_use_im_start_end=bool(_read_json(where).get("mm_use_im_start_end", False)),
     )
     fields.update(overrides)
     return ModelConfig(**fields), plan

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from chatpose_jax import image_tokens
 from chatpose_jax.inference import images, prompt
 from chatpose_jax.model import chatpose, decoding
 from chatpose_jax.model.config import ModelConfig
@@ -96,6 +97,14 @@ def load_chat_tokenizer(folder: str, config: ModelConfig):
             {"additional_special_tokens": [prompt.POSE_TOKEN]}, replace_extra_special_tokens=False
         )
     strip_space_before_pose(tokenizer)  # split as training does (chatpose_jax.pose_token)
+    if config.mm_use_im_start_end:  # the checkpoint writes images <im_start><image><im_end>
+        ids = image_tokens.add_start_end_tokens(tokenizer)
+        for token, token_id in zip((image_tokens.IM_START, image_tokens.IM_END), ids, strict=True):
+            if token_id >= config.text.vocab_size:
+                raise CheckpointLoadError(
+                    f"tokenizer {folder}: {token} has id {token_id}, beyond the model's {config.text.vocab_size} "
+                    "rows (the checkpoint says mm_use_im_start_end)"
+                )
     for token, want in ((prompt.IMAGE_TOKEN, config.image_token_id), (prompt.POSE_TOKEN, config.pose_token_id)):
         got = tokenizer.convert_tokens_to_ids(token)
         if got != want:
@@ -172,7 +181,12 @@ class ChatModel:
 
     def encode(self, history: Sequence[tuple[str, str]], question: str) -> np.ndarray:
         """int32[T] ids of the generation prompt, `<s>` first, each `<image>` repeated per image token."""
-        text = prompt.generation_prompt(history, question)
+        return self.encode_text(prompt.generation_prompt(history, question))
+
+    def encode_text(self, text: str) -> np.ndarray:
+        """int32[T] ids of a prompt text, `<s>` first, images written as the checkpoint was trained
+        (`<im_start><image><im_end>` under mm_use_im_start_end), `<image>` repeated per image token."""
+        text = image_tokens.wrap_images(text, self.config.mm_use_im_start_end)
         ids = np.asarray(self.tokenizer(text, add_special_tokens=True)["input_ids"], np.int32)
         is_image = ids == self.config.image_token_id
         return np.repeat(ids, np.where(is_image, self.config.vision.num_image_tokens, 1))

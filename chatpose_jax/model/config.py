@@ -148,6 +148,9 @@ class ModelConfig:
     # Frame of the pose head's root (joint 0): the OpenCV camera frame, as the released ChatPose
     # emits it (chatpose_jax.body.frames). Stored with every checkpoint; one without it is refused.
     pose_frame: Literal["opencv_camera"] = "opencv_camera"
+    # LLaVA's mm_use_im_start_end: the image is written `<im_start><image><im_end>` in every prompt
+    # (chatpose_jax.image_tokens); LISA / ChatPose train so, LLaVA-1.5's checkpoints do not.
+    mm_use_im_start_end: bool = False
 
     def __post_init__(self):
         for name in ("image_token_id", "pose_token_id", "pad_token_id", "bos_token_id", "eos_token_id"):

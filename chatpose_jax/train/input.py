@@ -54,6 +54,16 @@ def held_out_splits(data_dir: str, datasets: tuple[str, ...]) -> dict[str, str]:
     return found
 
 
+def check_token_ids(tokenizer, model) -> None:
+    """Raises ValueError when the tokenizer holds ids the model has no embedding row for (naming the token)."""
+    for token, token_id in sorted(tokenizer.get_vocab().items(), key=lambda kv: -kv[1])[:8]:
+        if token_id >= model.text.vocab_size:
+            raise ValueError(
+                f"tokenizer token {token!r} has id {token_id}, beyond model.text.vocab_size={model.text.vocab_size}"
+                + (" (added for model.mm_use_im_start_end)" if token in ("<im_start>", "<im_end>") else "")
+            )
+
+
 class PipelineSource:
     """`BatchSource` over `data_pipelines.pipeline.BatchIterator` for one split role ("train" / "validation")."""
 
@@ -77,7 +87,9 @@ class PipelineSource:
             ratios = tuple(experiment.data.ratios[experiment.data.datasets.index(n)] for n in names)
             overrides = dict(datasets=names, ratios=ratios, splits=tuple(held_out[n] for n in names))
         config = pipeline.pipeline_config(experiment, **overrides)
-        self.iterator = pipeline.BatchIterator(config, load_tokenizer(tokenizer_dir(experiment)))
+        tokenizer = load_tokenizer(tokenizer_dir(experiment), image_start_end=experiment.model.mm_use_im_start_end)
+        check_token_ids(tokenizer, experiment.model)
+        self.iterator = pipeline.BatchIterator(config, tokenizer)
 
     def __iter__(self):
         return self
