@@ -15,6 +15,7 @@ from torch import nn
 from chatpose_jax.convert.chatpose_torch import import_chatpose_torch, load_chatpose_torch
 from chatpose_jax.convert.checkpoint_io import load_checkpoint_tokenizer, load_model_checkpoint
 from chatpose_jax.convert.hf import CheckpointError
+from chatpose_jax.convert.hf import _flatten as hf_flatten
 from chatpose_jax.model import chatpose
 
 SEG_ID = 160  # [SEG]: one row past the 160-token base vocabulary
@@ -210,3 +211,31 @@ def test_errors_name_the_tensor_and_what_is_missing(reference, tmp_path):
     save_file(bad, str(tmp_path / "bad_k.safetensors"))
     with pytest.raises(CheckpointError, match=r"model\.layers\.1\.self_attn\.k_proj\.weight has shape \(48, 64\)"):
         load_chatpose_torch(str(tmp_path / "bad_k.safetensors"), vision_num_heads=4)
+
+
+def test_export_reproduces_the_released_checkpoint(reference, tmp_path):
+    """import-chatpose-torch then the ChatPose-layout export gives back the released tensors, pose head
+    included and unconverted (both hold roots in the OpenCV camera frame); the export imports again."""
+    from chatpose_jax.export.chatpose_layout import chatpose_state_dict, export_chatpose_torch
+
+    model, head = reference
+    released = _released_state(model, head, with_tower=True)
+    save_file(released, str(tmp_path / "chatpose-13b.safetensors"))
+    _config_json(model, tmp_path, mm_use_im_start_end=True)
+    config, params = load_chatpose_torch(
+        str(tmp_path / "chatpose-13b.safetensors"), vision_num_heads=4, dtype="float32"
+    )
+    exported = chatpose_state_dict(config, params)
+    expected = {k: v.numpy() for k, v in released.items() if not k.startswith("model.visual_model.")}  # LISA's SAM
+    unread = sorted(set(expected) - set(exported))
+    assert all(".post_layernorm." in k for k in unread), f"tensors the export lacks: {unread}"
+    assert not set(exported) - set(expected), sorted(set(exported) - set(expected))
+    for name in sorted(set(exported) & set(expected)):
+        np.testing.assert_array_equal(exported[name], expected[name], err_msg=name)
+    out = tmp_path / "exported"
+    export_chatpose_torch(config, params, str(out))
+    again, again_params = load_chatpose_torch(str(out / "chatpose.safetensors"), vision_num_heads=4, dtype="float32")
+    assert again == config
+    flat = lambda tree: {k: np.asarray(v) for k, v in hf_flatten(tree).items()}  # noqa: E731
+    for key, value in flat(params).items():
+        np.testing.assert_array_equal(flat(again_params)[key], value, err_msg=str(key))

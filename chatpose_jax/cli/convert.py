@@ -1,4 +1,4 @@
-"""`chatpose-convert SUBCOMMAND ...`: import-hf, export-hf, import-chatpose-torch.
+"""`chatpose-convert SUBCOMMAND ...`: import-hf, export-hf, import-chatpose-torch, export-chatpose-torch.
 
     chatpose-convert import-hf --hf_dir /ckpt/llava-1.5-7b-hf --out /ckpt/chatpose-7b-init
     chatpose-convert import-hf --hf_dir /ckpt/llava-v1.5-7b --vision_tower_dir /ckpt/clip-vit-large-patch14-336 \
@@ -6,13 +6,14 @@
     chatpose-convert export-hf --checkpoint /runs/chatpose-13b --out /export/chatpose-13b-hf
     chatpose-convert import-chatpose-torch --ckpt /ckpt/ChatPose-13b --vision_tower_dir /ckpt/clip-vit-large-patch14 \
         --tokenizer_dir /ckpt/ChatPose-13b --out /ckpt/chatpose-13b-released
+    chatpose-convert export-chatpose-torch --checkpoint /runs/chatpose-13b --out /export/chatpose-13b-released-layout
 """
 
 from absl import flags
 
 from chatpose_jax.cli import common
 
-SUBCOMMANDS = ("import-hf", "export-hf", "import-chatpose-torch")
+SUBCOMMANDS = ("import-hf", "export-hf", "import-chatpose-torch", "export-chatpose-torch")
 
 _HF_DIR = flags.DEFINE_string("hf_dir", None, "import-hf: LLaVA folder, llava-hf layout or original LLaVA layout")
 _OUT = flags.DEFINE_string("out", None, "Folder to write (a model checkpoint, or the HF folder for export-hf)")
@@ -21,7 +22,9 @@ _VISION_DIR = flags.DEFINE_string(
 )
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --out folder")
 _CHECKPOINT = flags.DEFINE_string(
-    "checkpoint", None, "export-hf: training workdir, step folder, model checkpoint or HF folder"
+    "checkpoint",
+    None,
+    "export-hf / export-chatpose-torch: training workdir, step folder, model checkpoint or HF folder",
 )
 _TOKENIZER_DIR = flags.DEFINE_string(
     "tokenizer_dir", None, "Tokenizer folder (export-hf: default the checkpoint's; import-chatpose-torch: with [SEG])"
@@ -56,6 +59,24 @@ def _export_hf():
     except (CheckpointError, ExportError, FileExistsError, FileNotFoundError) as e:
         common.fail(str(e))
     print(f"wrote {_OUT.value}: {len(weight_map)} tensors in {len(set(weight_map.values()))} shards + pose head")
+
+
+def _export_chatpose_torch():
+    if not _CHECKPOINT.value or not _OUT.value:
+        common.fail("export-chatpose-torch needs --checkpoint and --out")
+    import os
+
+    from chatpose_jax.export.chatpose_layout import WEIGHTS_FILE, export_chatpose_torch
+    from chatpose_jax.train.trained_model import load_trained
+
+    if os.path.exists(os.path.join(_OUT.value, WEIGHTS_FILE)) and not _OVERWRITE.value:
+        common.fail(f"{os.path.join(_OUT.value, WEIGHTS_FILE)} exists (pass --overwrite to replace it)")
+    try:
+        model = load_trained(_CHECKPOINT.value)
+        path = export_chatpose_torch(model.config, model.params, _OUT.value, lora=model.lora)
+    except (ValueError, FileNotFoundError) as e:
+        common.fail(str(e))
+    print(f"wrote {path} (the released ChatPose layout; roots in the OpenCV camera frame)")
 
 
 def _import_chatpose_torch():
@@ -98,7 +119,13 @@ def _import_hf():
 def main(argv):
     if len(argv) < 2 or argv[1] not in SUBCOMMANDS:
         common.fail(f"usage: chatpose-convert {{{','.join(SUBCOMMANDS)}}} [flags]")
-    {"import-hf": _import_hf, "export-hf": _export_hf, "import-chatpose-torch": _import_chatpose_torch}[argv[1]]()
+    commands = {
+        "import-hf": _import_hf,
+        "export-hf": _export_hf,
+        "import-chatpose-torch": _import_chatpose_torch,
+        "export-chatpose-torch": _export_chatpose_torch,
+    }
+    commands[argv[1]]()
 
 
 def run():
