@@ -54,7 +54,7 @@ def get_config():
     c.train.num_steps = 300
     c.train.batch_size = 8
     c.train.grad_accum_steps = 1
-    c.train.max_text_length = 160  # system prompt + a text-to-pose question with every fact: ~130, at most ~157
+    c.train.max_text_length = 168  # system prompt + a Table 3 question with every fact: ~130, at most ~163
     c.train.log_every = 10
     c.train.checkpoint_every = 100
 
