@@ -55,3 +55,20 @@ def test_loading_is_strict(tmp_path_factory, tmp_path):
     path.write_bytes(serialization.msgpack_serialize(state))
     with pytest.raises(ValueError, match="missing"):
         load_retrieval(str(tmp_path))
+
+
+def test_retrieval_model_from_before_the_camera_frame_is_refused(tmp_path_factory, tmp_path):
+    import json
+    import shutil
+
+    from chatpose_jax.body.frames import PoseFrameError
+    from chatpose_jax.retrieval.train import BEST_DIR, load_retrieval
+
+    workdir = eval_fixtures.retrieval_workdir(tmp_path_factory)
+    old = tmp_path / BEST_DIR
+    shutil.copytree(os.path.join(workdir, BEST_DIR), old)
+    info = json.loads((old / "info.json").read_text())
+    assert info.pop("pose_frame") == "opencv_camera"
+    (old / "info.json").write_text(json.dumps(info))
+    with pytest.raises(PoseFrameError, match=r"info\.json has no pose frame.*OpenCV camera frame"):
+        load_retrieval(str(tmp_path))

@@ -21,6 +21,7 @@ from flax import serialization
 from jax.sharding import NamedSharding, PartitionSpec
 
 from chatpose_jax import paths
+from chatpose_jax.body import frames
 from chatpose_jax.eval.retrieval_metrics import recalls
 from chatpose_jax.parallel.mesh import batch_sharding
 from chatpose_jax.retrieval import data as rdata
@@ -28,6 +29,7 @@ from chatpose_jax.retrieval.config import RetrievalConfig
 from chatpose_jax.retrieval.model import RetrievalModel, info_nce, init_variables
 from chatpose_jax.train import state as state_lib
 from chatpose_jax.train.optimizer import learning_rate_schedule
+from chatpose_jax.train.trained_model import load_trained
 
 BEST_DIR = "retrieval_best"
 EVAL_BATCH = 256
@@ -161,8 +163,6 @@ def build_trainer(experiment, mesh, workdir: str) -> RetrievalTrainer:
 
 def _embeddings_from(cfg: RetrievalConfig, variables, checkpoint: str):
     """Token embeddings started from a ChatPose checkpoint's table (projected by its first embed_dim columns)."""
-    from chatpose_jax.train.trained_model import load_trained
-
     table = np.asarray(load_trained(checkpoint).params["language_model"]["embed_tokens"]["embedding"])
     if table.shape[1] < cfg.embed_dim:
         raise ValueError(f"{checkpoint}: embedding width {table.shape[1]} < retrieval.embed_dim={cfg.embed_dim}")
@@ -198,7 +198,8 @@ def save_best(folder: str, config: RetrievalConfig, variables, step: int, metric
     where = paths.path(folder)
     where.mkdir(parents=True, exist_ok=True)
     (where / "variables.msgpack").write_bytes(serialization.msgpack_serialize(jax.tree.map(np.asarray, variables)))
-    info = {"config": dataclasses.asdict(config), "step": step, "val": metrics}
+    # The poses it embeds have their roots in the builders' frame (OpenCV camera): stored, checked on load.
+    info = {"config": dataclasses.asdict(config), "step": step, "val": metrics, "pose_frame": frames.POSE_FRAME}
     (where / "info.json").write_text(json.dumps(info, indent=1))
     return folder
 
@@ -216,6 +217,11 @@ def load_retrieval(workdir: str) -> tuple[RetrievalConfig, dict, dict]:
         raise FileNotFoundError(f"{workdir}: no retrieval model ({BEST_DIR}/info.json); train one with "
                                 "chatpose-train --config configs/retrieval.py")  # fmt: skip
     info = json.loads(info_path.read_text())
+    frames.require_pose_frame(
+        info.get("pose_frame"),
+        f"retrieval model {info_path}",
+        "its pose encoder learnt roots in another frame; train it again (chatpose-train --config configs/retrieval.py)",
+    )
     config = RetrievalConfig(**info["config"])
     template = jax.tree.map(np.asarray, init_variables(config))
     loaded = serialization.msgpack_restore((folder / "variables.msgpack").read_bytes())
