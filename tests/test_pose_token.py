@@ -53,6 +53,24 @@ def test_no_lone_space_piece_before_pose_as_in_the_release(folder):
         assert "▁" not in pieces, f"{answer!r} splits into {pieces}"
 
 
+def test_transformers_slow_sentencepiece_tokenizer_splits_seg_as_ours_splits_pose(folder):
+    """The release's tokenizer kind, run: transformers' sentencepiece backend (the slow LLaMA
+    tokenizer's) with [SEG] added by add_tokens, as LISA adds it."""
+    from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
+
+    class SlowLlamaTokenizer(SentencePieceBackend):
+        vocab_files_names = {"vocab_file": "tokenizer.model"}
+
+    slow = SlowLlamaTokenizer(
+        vocab_file=str(folder / "tokenizer.model"), legacy=True, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+    slow.add_tokens(["[SEG]"])
+    released = slow.tokenize(ANSWER.replace("<POSE>", "[SEG]"))
+    tokenizer = load_tokenizer(folder)
+    ours = tokenizer.convert_ids_to_tokens(tokenizer(ANSWER, add_special_tokens=False)["input_ids"])
+    assert released[: released.index("[SEG]")] == ours[: ours.index("<POSE>")] == ["▁Sure", ",", "▁it", "▁is"]
+
+
 def test_training_generation_and_forced_prefix_agree(folder):
     from chatpose_jax.eval.mesh_decode import FORCED_ANSWER_PREFIX
     from chatpose_jax.inference.session import load_chat_tokenizer
