@@ -22,12 +22,13 @@ demo: $(STAMP)
 	$(PY) -m chatpose_jax.demo --workdir $(DEMO_DIR) $(DEMO_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check chatpose_jax data_pipelines configs launch tests
-	$(VENV)/bin/ruff format --check chatpose_jax data_pipelines configs launch tests
+	$(VENV)/bin/ruff check chatpose_jax data_pipelines configs launch tests tools
+	$(VENV)/bin/ruff format --check chatpose_jax data_pipelines configs launch tests tools
+	$(PY) tools/import_cycles.py chatpose_jax data_pipelines
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format chatpose_jax data_pipelines configs launch tests
-	$(VENV)/bin/ruff check --fix chatpose_jax data_pipelines configs launch tests
+	$(VENV)/bin/ruff format chatpose_jax data_pipelines configs launch tests tools
+	$(VENV)/bin/ruff check --fix chatpose_jax data_pipelines configs launch tests tools
 
 test: lint
 	$(VENV)/bin/pytest tests $(PYTEST_ARGS)

@@ -75,12 +75,13 @@ def retrieval_workdir(tmp_path_factory) -> str:
     """WORKDIR of `chatpose-train --config configs/retrieval.py:tiny` run in-process for STEPS steps."""
     if "workdir" not in _CACHE:
         from chatpose_jax.experiment import load_experiment
+        from chatpose_jax.retrieval.task import RetrievalTask
         from chatpose_jax.train.loop import train_and_evaluate
 
         data = synthetic_data(tmp_path_factory)
         workdir = str(tmp_path_factory.mktemp("retrieval") / "w")
         experiment = load_experiment(retrieval_config(data["data_dir"], data["raw"]["tokenizer"]))
-        train_and_evaluate(experiment, workdir, progress=False)
+        train_and_evaluate(experiment, workdir, RetrievalTask(), progress=False)
         assert os.path.exists(os.path.join(workdir, "retrieval_best", "info.json"))
         _CACHE["workdir"] = workdir
     return _CACHE["workdir"]

@@ -41,11 +41,16 @@ def workdir(tmp_path_factory):
     from train_random_run import make_source, small_tiny_config
 
     from chatpose_jax.experiment import load_experiment
+    from chatpose_jax.train.chatpose_task import ChatPoseTask
     from chatpose_jax.train.loop import train_and_evaluate
 
     folder = str(tmp_path_factory.mktemp("train"))
     train_and_evaluate(
-        load_experiment(small_tiny_config(4, ["train.batch_size=8"])), folder, make_source=make_source, progress=False
+        load_experiment(small_tiny_config(4, ["train.batch_size=8"])),
+        folder,
+        ChatPoseTask(),
+        make_source=make_source,
+        progress=False,
     )
     return folder
 

@@ -24,6 +24,7 @@ from chatpose_jax import paths
 from chatpose_jax.experiment import load_experiment
 from chatpose_jax.train import checkpoint as ckpt
 from chatpose_jax.train import loop
+from chatpose_jax.train.chatpose_task import ChatPoseTask
 from chatpose_jax.train.metric_writer import read_metrics
 
 REPO = Path(__file__).resolve().parent.parent
@@ -119,7 +120,9 @@ def test_training_with_a_gs_workdir_writes_its_files_to_the_bucket(tmp_path, mon
     )
     workdir = f"{BUCKET}/runs/tiny"
     with fake_bucket(tmp_path / "bucket", monkeypatch) as bucket:
-        loop.train_and_evaluate(experiment, workdir, make_source=train_random_run.make_source, progress=False)
+        loop.train_and_evaluate(
+            experiment, workdir, ChatPoseTask(), make_source=train_random_run.make_source, progress=False
+        )
         rows = read_metrics(workdir)  # read back through epath too
     run = bucket / "runs" / "tiny"
     assert [r["step"] for r in rows] == [1, 2] and all(np.isfinite(r["loss"]) for r in rows)

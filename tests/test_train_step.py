@@ -167,6 +167,7 @@ class _Repeat:
 def test_labels_beyond_max_text_length_are_counted_and_stop_the_run(tmp_path):
     # Each row of random_batch learns 10 tokens: with room for 6 the step's cross-entropy would read
     # 6 per row; the step reports the other 4 x 8 rows and the loop stops with the config field named.
+    from chatpose_jax.train.chatpose_task import ChatPoseTask
     from chatpose_jax.train.loop import BatchTooLongError, train_and_evaluate
 
     config = tiny_config(train__max_text_length=6)
@@ -183,7 +184,7 @@ def test_labels_beyond_max_text_length_are_counted_and_stop_the_run(tmp_path):
         return _Repeat(batch, batch_sharding(mesh))
 
     with pytest.raises(BatchTooLongError, match=r"32 labelled tokens beyond train\.max_text_length=6"):
-        train_and_evaluate(experiment, str(tmp_path / "run"), make_source=source, progress=False)
+        train_and_evaluate(experiment, str(tmp_path / "run"), ChatPoseTask(), make_source=source, progress=False)
 
     fits = load_experiment(tiny_config(train__max_text_length=40))
     trainer = setup_lib.build_trainer(fits, make_mesh(MeshConfig(data=1), jax.devices()[:1]), donate=False)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from chatpose_jax.experiment import load_experiment
+from chatpose_jax.train.chatpose_task import ChatPoseTask
 from chatpose_jax.train.loop import train_and_evaluate
 from chatpose_jax.train.metric_writer import read_metrics
 
@@ -44,7 +45,9 @@ def test_two_processes_with_the_data_axis_across_them_train_to_one_process_losse
         # Meanwhile, here: one process (this one, 8 CPU devices, data=8) with the same global batches.
         one = tmp_path / "one_process"
         experiment = load_experiment(train_random_run.small_tiny_config(STEPS, [*COMMON, "mesh.data=-1"]))
-        train_and_evaluate(experiment, str(one), make_source=train_random_run.make_source, progress=False)
+        train_and_evaluate(
+            experiment, str(one), ChatPoseTask(), make_source=train_random_run.make_source, progress=False
+        )
         out, _ = job.communicate(timeout=300)
     finally:
         if job.poll() is None:

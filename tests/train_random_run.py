@@ -13,6 +13,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 from chatpose_jax.experiment import load_experiment  # noqa: E402
 from chatpose_jax.parallel.mesh import batch_sharding  # noqa: E402
+from chatpose_jax.train.chatpose_task import ChatPoseTask  # noqa: E402
 from chatpose_jax.train.loop import train_and_evaluate  # noqa: E402
 from chatpose_jax.train.random_batches import RandomBatches  # noqa: E402
 
@@ -64,5 +65,5 @@ if __name__ == "__main__":
     # The loop builds this same mesh from the config: show which process holds each (data, fsdp) cell.
     processes = np.vectorize(lambda d: d.process_index)(make_mesh(experiment.mesh).devices)[:, :, 0]
     print(f"mesh processes {processes.tolist()} (process {jax.process_index()})", flush=True)
-    train_and_evaluate(experiment, workdir, make_source=make_source, progress=False)
+    train_and_evaluate(experiment, workdir, ChatPoseTask(), make_source=make_source, progress=False)
     print("RUN FINISHED")

@@ -22,9 +22,10 @@ def main(argv):
     experiment = common.validated_experiment(_CONFIG.value)
     from chatpose_jax.train import checkpoint
     from chatpose_jax.train.loop import TrainingDivergedError, train_and_evaluate
+    from chatpose_jax.train.tasks import task_for
 
     try:
-        metrics = train_and_evaluate(experiment, _WORKDIR.value, progress=_PROGRESS.value)
+        metrics = train_and_evaluate(experiment, _WORKDIR.value, task_for(experiment), progress=_PROGRESS.value)
     except (checkpoint.CheckpointMismatchError, TrainingDivergedError, FileNotFoundError) as e:
         common.fail(str(e))
     summary = ", ".join(

@@ -75,6 +75,7 @@ def stage_train(workdir: Path, config_path: Path, data: dict, steps: int):
     import jax
 
     from chatpose_jax.experiment import load_experiment
+    from chatpose_jax.train.chatpose_task import ChatPoseTask
     from chatpose_jax.train.loop import train_and_evaluate
 
     config = load_config_file(config_path)
@@ -87,7 +88,7 @@ def stage_train(workdir: Path, config_path: Path, data: dict, steps: int):
     experiment = load_experiment(config, jax.device_count())
     train_dir = workdir / "train"
     shutil.rmtree(train_dir, ignore_errors=True)
-    metrics = train_and_evaluate(experiment, str(train_dir), progress=True)
+    metrics = train_and_evaluate(experiment, str(train_dir), ChatPoseTask(), progress=True)
     print(f"  final loss {metrics['loss']:.3f}, held-out loss {metrics.get('eval_loss', float('nan')):.3f}")
     return train_dir
 
@@ -171,6 +172,7 @@ def train_demo_retrieval(workdir: Path, data: dict, steps: int) -> Path:
     import jax
 
     from chatpose_jax.experiment import load_experiment
+    from chatpose_jax.retrieval.task import RetrievalTask
     from chatpose_jax.retrieval.train import BEST_DIR
     from chatpose_jax.train.loop import train_and_evaluate
 
@@ -185,7 +187,7 @@ def train_demo_retrieval(workdir: Path, data: dict, steps: int) -> Path:
     c.data.data_dir, c.data.tokenizer = data["tfds"], data["tokenizer"]
     c.train.num_steps, c.train.checkpoint_every, c.train.eval_every = steps, steps, 0
     c.mesh.data = -1
-    train_and_evaluate(load_experiment(c, jax.device_count()), str(workdir), progress=False)
+    train_and_evaluate(load_experiment(c, jax.device_count()), str(workdir), RetrievalTask(), progress=False)
     return workdir
 
 

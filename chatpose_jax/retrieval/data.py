@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+import jax
 import numpy as np
 
 NUM_JOINTS = 22
@@ -47,7 +48,7 @@ def load_pairs(data_dir: str, split: str, texts: str = "all") -> tuple[np.ndarra
     texts: 'all' (human first, then automatic), 'human' or 'automatic'; poses without such a text
     are left out. Raises FileNotFoundError naming the folder when the split is not prepared.
     """
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # imported here, as the pipeline below: TensorFlow kept lazy
 
     from data_pipelines import prepared
 
@@ -88,7 +89,7 @@ class TextTokens:
     """Descriptions -> (tokens int32[B, L], mask bool[B, L]) with the project's tokenizer, cut at L."""
 
     def __init__(self, tokenizer_dir: str, max_length: int):
-        from data_pipelines.tokenizer import load_tokenizer
+        from data_pipelines.tokenizer import load_tokenizer  # imported here: data_pipelines imports TensorFlow
 
         self.tokenizer = load_tokenizer(tokenizer_dir)
         self.max_length = max_length
@@ -105,8 +106,6 @@ class TextTokens:
 
 
 def _host_rows(batch_size: int) -> tuple[int, int]:
-    import jax
-
     per_host = batch_size // jax.process_count()
     return jax.process_index() * per_host, (jax.process_index() + 1) * per_host
 
@@ -137,8 +136,6 @@ class RetrievalBatches:
         return {"poses": poses, "tokens": tokens, "mask": mask}
 
     def __next__(self) -> dict:
-        import jax
-
         batch = self.host_batch(self.count)  # every host draws the whole batch and keeps its rows
         self.count += 1
         lo, hi = _host_rows(self.batch_size)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from chatpose_jax import paths
 from chatpose_jax.experiment import Experiment
@@ -41,7 +42,7 @@ def keep_tokenizer_with_run(experiment: Experiment, workdir: str) -> str:
 
 def held_out_splits(data_dir: str, datasets: tuple[str, ...]) -> dict[str, str]:
     """{dataset: its first held-out split} for the datasets that have one (posescript: 'val', ...)."""
-    from data_pipelines import prepared
+    from data_pipelines import prepared  # imported here: the pipeline imports TensorFlow, kept lazy
 
     found = {}
     for name in datasets:
@@ -68,7 +69,8 @@ class PipelineSource:
     """`BatchSource` over `data_pipelines.pipeline.BatchIterator` for one split role ("train" / "validation")."""
 
     def __init__(self, experiment: Experiment, mesh, split: str = "train"):
-        import data_pipelines  # noqa: F401  (registers the builders, hides accelerators from TF)
+        # Imported here to keep TensorFlow lazy; the package registers the builders, hides accelerators from TF.
+        import data_pipelines  # noqa: F401
         from data_pipelines import pipeline
         from data_pipelines.tokenizer import load_tokenizer
 
@@ -101,8 +103,6 @@ class PipelineSource:
         mine = self.iterator.state()
         if jax.process_count() == 1:
             return {"hosts": [mine]}
-        from jax.experimental import multihost_utils
-
         positions = multihost_utils.process_allgather(np.int64(mine["next_index"]))
         return {"hosts": [{**mine, "process_index": i, "next_index": int(p)} for i, p in enumerate(positions)]}
 

@@ -1,4 +1,4 @@
-"""`train_and_evaluate(experiment, workdir)`: the run users start with `chatpose-train`.
+"""`train_and_evaluate(experiment, workdir, task)`: the run users start with `chatpose-train`.
 
 Places the model on the mesh, resumes from the workdir's latest checkpoint (state and input
 position), steps, logs (experiment.json, metrics.jsonl, TensorBoard, a progress bar on process 0),
@@ -10,9 +10,7 @@ The workdir may be local or `gs://`: everything in it is written through epath o
 from __future__ import annotations
 
 import json
-import os
 import signal
-import tempfile
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -20,14 +18,14 @@ from typing import Any, Protocol
 import jax
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
+from tqdm import tqdm
 
 from chatpose_jax import paths
 from chatpose_jax.experiment import Experiment
 from chatpose_jax.parallel.mesh import make_mesh
 from chatpose_jax.train import checkpoint as ckpt
 from chatpose_jax.train.metric_writer import MetricWriter
-from chatpose_jax.train.setup import Trainer
-from chatpose_jax.train.tasks import task_of
 from chatpose_jax.utils import flops
 
 
@@ -64,6 +62,23 @@ class BatchSource(Protocol):
 SourceFactory = Callable[[Experiment, Any, str], BatchSource]  # (experiment, mesh, split) -> source
 
 
+class Task(Protocol):
+    """What the loop needs from a model family (`train.chatpose_task`, `retrieval.task`; `train.tasks` picks one)."""
+
+    progress_keys: tuple[str, ...]  # metrics shown on the progress bar
+
+    def default_source(self, experiment: Experiment, workdir: str) -> SourceFactory: ...
+
+    def build_trainer(self, experiment: Experiment, mesh, workdir: str, resuming: bool) -> Any:
+        """An object with `.state`, `.step(batch) -> metrics` (state restored over `.state` when resuming)."""
+
+    def evaluate(
+        self, trainer, experiment: Experiment, mesh, make_source: SourceFactory, workdir: str, step: int
+    ) -> dict: ...
+
+    def throughput(self, experiment: Experiment, batch: dict, step_time: float, peak: float | None) -> dict: ...
+
+
 class _Preemption:
     """Remembers a SIGTERM so the loop can checkpoint and leave at a step boundary."""
 
@@ -90,8 +105,6 @@ class _Preemption:
         """Whether any process was asked to stop (all processes must stop at the same step)."""
         if jax.process_count() == 1:
             return self.requested
-        from jax.experimental import multihost_utils
-
         return bool(np.any(multihost_utils.process_allgather(np.array(self.requested))))
 
 
@@ -103,100 +116,19 @@ def peak_flops_per_device() -> float | None:
     return None
 
 
-def _mean_eval(sums: list[dict]) -> dict:
-    total = {k: float(sum(float(s[k]) for s in sums)) for k in sums[0]}
-    tokens, poses = max(total["tokens"], 1.0), max(total["poses"], 1.0)
-    out = {
-        "ce": total["ce_sum"] / tokens,
-        "token_accuracy": total["correct"] / tokens,
-        "pose_l1": total["pose_l1_sum"] / poses,
-        "loss": total["loss_x_tokens"] / tokens,
-    }
-    if "mpjpe_sum" in total:
-        out["mpjpe_mm"] = 1000.0 * total["mpjpe_sum"] / poses
-        out["pa_mpjpe_mm"] = 1000.0 * total["pa_mpjpe_sum"] / poses
-    return out
-
-
-def evaluate(trainer: Trainer, source: BatchSource, num_batches: int) -> dict:
-    """Mean held-out loss terms (and MPJPE with a body model) over `num_batches` batches."""
-    sums = [jax.device_get(trainer.evaluate(next(source))) for _ in range(num_batches)]
-    return _mean_eval(sums)
-
-
-SHAPE_FIELDS = ("vision", "text", "projector", "pose_head", "image_token_id", "pose_token_id")
-
-
-def load_initial_params(experiment: Experiment, mesh):
-    """(params, None) from `init_checkpoint` (a model checkpoint or a HF / LLaVA folder), or (None, None).
-
-    The checkpoint's model must have the experiment's shapes; run options (dtypes, LoRA, remat)
-    come from the experiment.
-
-    Raises:
-      CheckpointMismatchError: naming the first shape field that differs.
-    """
-    path = experiment.init_checkpoint
-    if not path:
-        return None, None
-    from chatpose_jax.convert import checkpoint_io
-
-    rules = experiment.mesh.logical_axis_rules
-    if (paths.path(path) / checkpoint_io.CONFIG_FILE).exists():
-        config, params = checkpoint_io.load_model_checkpoint(path, mesh, rules)
-    else:
-        from chatpose_jax.convert.hf import load_llava
-
-        if paths.is_remote(path):
-            raise FileNotFoundError(
-                f"init_checkpoint {path}: no {checkpoint_io.CONFIG_FILE} there; a Hugging Face folder must be "
-                "local (or import it first: chatpose-convert import-hf --out gs://..., which training reads from "
-                "the bucket)"
-            )
-
-        config, params = load_llava(path, mesh=mesh, logical_axis_rules=rules)
-    for field in SHAPE_FIELDS:
-        have, want = getattr(config, field), getattr(experiment.model, field)
-        if have != want:
-            raise ckpt.CheckpointMismatchError(
-                f"init_checkpoint {path} has model.{field}={have}, the config has model.{field}={want}"
-            )
-    return params, None
-
-
-def load_body_model_for(experiment: Experiment, workdir: str):
-    """The body model for pose metrics / body losses: a file, the synthetic one, or None."""
-    spec = experiment.train.body_model
-    if not spec:
-        logging.warning("no train.body_model: training logs no MPJPE / PA-MPJPE (set train.body_model to an SMPL file)")
-        return None
-    from chatpose_jax.body import load_body_model
-
-    if spec == "synthetic":
-        from chatpose_jax.body import synthetic
-
-        path = paths.join(workdir, "body_model", "SMPL_NEUTRAL.pkl")
-        if jax.process_index() == 0 and not paths.path(path).exists():
-            with tempfile.TemporaryDirectory() as local:  # written locally, then copied (gs:// workdirs)
-                paths.copy_tree(synthetic.write_smpl_pkl(os.path.join(local, "SMPL_NEUTRAL.pkl")), path)
-        if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
-            multihost_utils.sync_global_devices("synthetic body model written")
-        spec = path
-    return load_body_model(spec)
-
-
 def train_and_evaluate(
     experiment: Experiment,
     workdir: str,
+    task: Task,
     make_source: SourceFactory | None = None,
     config_json: dict | None = None,
     progress: bool = True,
 ) -> dict:
-    """Trains to `experiment.train.num_steps`, resuming from `workdir`. Returns the last metrics."""
+    """Trains `task` to `experiment.train.num_steps`, resuming from `workdir`. Returns the last metrics.
+
+    `make_source(experiment, mesh, split)` gives the batches; by default the task's own.
+    """
     cfg = experiment.train
-    task = task_of(experiment)
     config_json = config_json or ckpt.experiment_to_json(experiment)
     if make_source is None:
         make_source = task.default_source(experiment, workdir)
@@ -221,8 +153,6 @@ def train_and_evaluate(
     last: dict = {}
     bar = None
     if progress and jax.process_index() == 0:
-        from tqdm import tqdm
-
         bar = tqdm(total=cfg.num_steps, initial=start, desc=experiment.name, dynamic_ncols=True)
 
     def run_eval(step: int) -> dict:

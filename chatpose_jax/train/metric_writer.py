@@ -24,6 +24,7 @@ class _EventFile:
     """One TensorBoard event file (`events.out.tfevents.*`) written through epath."""
 
     def __init__(self, folder):
+        # Imported here: tensorboard.compat imports TensorFlow when it is installed, kept lazy.
         from tensorboard.compat.proto import event_pb2
         from tensorboard.summary.writer.record_writer import RecordWriter
 

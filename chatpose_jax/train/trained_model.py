@@ -21,8 +21,15 @@ import orbax.checkpoint as ocp
 from chatpose_jax import paths
 from chatpose_jax.body import frames
 from chatpose_jax.config_types import from_config_dict
+from chatpose_jax.convert import checkpoint_io
+from chatpose_jax.convert.hf import load_llava
 from chatpose_jax.experiment import Experiment
 from chatpose_jax.model.config import ModelConfig
+from chatpose_jax.parallel.mesh import MeshConfig, make_mesh
+from chatpose_jax.train import checkpoint as ckpt
+from chatpose_jax.train import state as state_lib
+from chatpose_jax.train.chatpose_task import load_initial_params
+from chatpose_jax.train.setup import build_trainer, new_token_ids
 
 
 @dataclasses.dataclass
@@ -65,12 +72,6 @@ def find_tokenizer_dir(*candidates: str | None) -> str | None:
 
 
 def load_training_checkpoint(step_dir: str, mesh=None) -> TrainedModel:
-    from chatpose_jax.parallel.mesh import MeshConfig, make_mesh
-    from chatpose_jax.train import checkpoint as ckpt
-    from chatpose_jax.train import loop
-    from chatpose_jax.train import state as state_lib
-    from chatpose_jax.train.setup import build_trainer, new_token_ids
-
     saved = json.loads((paths.path(step_dir) / "config" / "metadata").read_text())
     # Checkpoints written before the mesh had dcn_* fields name the slices num_slices.
     num_slices = saved.get("mesh", {}).pop("num_slices", 1)
@@ -87,7 +88,7 @@ def load_training_checkpoint(step_dir: str, mesh=None) -> TrainedModel:
         experiment = dataclasses.replace(
             experiment, mesh=dataclasses.replace(experiment.mesh, data=-1, fsdp=1, tensor=1)
         )
-    params, _ = loop.load_initial_params(experiment, mesh)
+    params, _ = load_initial_params(experiment, mesh)
     trainer = build_trainer(experiment, mesh, params, None, body_model=None, donate=False)
     step_path = paths.path(step_dir)
     workdir, step = os.fspath(step_path.parent.parent), int(step_path.name)
@@ -118,14 +119,10 @@ def load_trained(path: str, mesh=None) -> TrainedModel:
     step_dir = _step_dir(path)
     if step_dir is not None:
         return load_training_checkpoint(step_dir, mesh)
-    from chatpose_jax.convert import checkpoint_io
-
     if (paths.path(path) / checkpoint_io.CONFIG_FILE).exists():
         config, params = checkpoint_io.load_model_checkpoint(path, mesh)
         return TrainedModel(config, params, {}, find_tokenizer_dir(paths.join(path, checkpoint_io.TOKENIZER_DIR)))
     if not paths.is_remote(path) and os.path.exists(os.path.join(path, "config.json")):
-        from chatpose_jax.convert.hf import load_llava
-
         config, params = load_llava(path, mesh=mesh)
         return TrainedModel(config, params, {}, find_tokenizer_dir(path))
     raise FileNotFoundError(
