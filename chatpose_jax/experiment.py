@@ -21,8 +21,8 @@ from chatpose_jax.retrieval.config import RetrievalConfig
 class LossConfig:
     """L = ce_weight * CE(answer tokens) + pose_weight * L1(rotmats) (+ optional body terms)."""
 
-    ce_weight: float = 1.0
-    pose_weight: float = 0.1  # L1 on the 24 rotation matrices (global orient + body pose)
+    ce_weight: float = 1.0  # cross-entropy on the assistant's answer tokens
+    pose_weight: float = 0.1  # L1 on the 24 rotation matrices (global orient + body pose), ChatPose's recipe
     # "released": ChatPose's mean over the 23 body matrices + mean over the root's, per pose;
     # "flat": one mean over all 24 x 9 entries (the root weighs 24 times less).
     pose_loss: Literal["released", "flat"] = "released"
@@ -41,18 +41,20 @@ class TrainConfig:
     # ... length_counts_image: then max_text_length counts the image's positions too, as LISA's
     # model_max_length does (a sample with an image keeps max_text_length - image tokens text tokens).
     length_counts_image: bool = False
-    seed: int = 0
-    log_every: int = 10
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 3
+    seed: int = 0  # of the initialisation, dropout and data order
+    log_every: int = 10  # steps between metric lines
+    checkpoint_every: int = 500  # steps between checkpoints
+    keep_checkpoints: int = 3  # newest checkpoints kept
     # What learns: LoRA + pose head + the <POSE> rows / + full embeddings and LM head (LISA) / everything
     # (models trained from scratch, like the tiny demo's, which has no pretrained base to keep).
     trainable: Literal["lora_and_new_rows", "lora_and_full_embeddings", "all"] = "lora_and_full_embeddings"
     loss: LossConfig = LossConfig()
-    eval_every: int = 0  # steps between held-out evaluations; 0 = at the end only
+    eval_every: int = 500  # steps between held-out evaluations; 0 = at the end only
     eval_batches: int = 4  # held-out batches per evaluation
     max_nonfinite_in_row: int = 10  # skipped (non-finite) updates in a row that stop the run
-    body_model: str = ""  # SMPL file or folder for pose metrics and body losses; "" = none; "synthetic" (demo)
+    # SMPL .pkl/.npz or smplx-style folder for pose metrics and body losses; "" = none (no MPJPE in the
+    # training logs); "synthetic" = a generated stand-in body, for the tiny demo only.
+    body_model: str = ""
 
     def __post_init__(self):
         if self.num_steps < 0:
@@ -80,15 +82,15 @@ class TrainConfig:
 class OptimizerConfig:
     """AdamW with warm-up then decay, global-norm clipping (LISA's recipe by default)."""
 
-    lr: float = 3e-4
+    lr: float = 3e-4  # peak learning rate
     b1: float = 0.9
     b2: float = 0.95
     eps: float = 1e-8
     weight_decay: float = 0.0
-    warmup_steps: int = 100
+    warmup_steps: int = 100  # linear warm-up from 0
     schedule: Literal["linear", "cosine", "constant"] = "linear"  # decay after warm-up, to end_lr_ratio * lr
-    end_lr_ratio: float = 0.0
-    clip_norm: float = 1.0  # 0 disables clipping
+    end_lr_ratio: float = 0.0  # final lr = end_lr_ratio * lr
+    clip_norm: float = 1.0  # global-norm clipping; 0 disables it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,8 +115,8 @@ class DataConfig:
 
     data_dir: str = ""  # TFDS data_dir of prepared datasets ("" = synthesise for the tiny demo)
     tokenizer: str = ""  # folder with tokenizer files ("" = the checkpoint's own)
-    datasets: tuple[str, ...] = ("posescript", "llava_instruct", "hmr_images")
-    ratios: tuple[float, ...] = (1.0, 1.0, 2.0)  # sampling weights, one per dataset
+    datasets: tuple[str, ...] = ("posescript", "llava_instruct", "hmr_images")  # conversation sources
+    ratios: tuple[float, ...] = (1.0, 1.0, 2.0)  # sampling weights, one per dataset: ChatPose's 1:1:2
     image_aspect: Literal["none", "pad"] = "none"  # "pad": LLaVA-1.5's pad-to-square with the mean colour
     extra_templates: bool = False  # add our paraphrases to the supplement's Tables 1-3 (verbatim otherwise)
     hmr_augment: HmrAugmentConfig = HmrAugmentConfig()  # off: the paper trained without augmentation
@@ -122,7 +124,7 @@ class DataConfig:
     # LLaVA-Instruct's COCO): COCO, GQA and VG, as ChatPose's release filters mix665k. () keeps all,
     # text-only records too.
     vqa_image_sources: tuple[str, ...] = ("coco", "gqa", "vg")
-    shuffle_buffer: int = 1000
+    shuffle_buffer: int = 1000  # examples in tf.data's shuffle buffer
 
     def __post_init__(self):
         if len(self.datasets) != len(self.ratios):

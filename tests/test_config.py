@@ -10,8 +10,8 @@ import ml_collections
 import pytest
 
 from chatpose_jax.config_types import ConfigError
-from chatpose_jax.default_config import apply_recipe, base_config
-from chatpose_jax.experiment import load_experiment
+from chatpose_jax.default_config import apply_recipe, base_config, defaults
+from chatpose_jax.experiment import Experiment, load_experiment
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = ["tiny.py", "llava15_7b.py", "llava15_13b.py"]
@@ -70,6 +70,38 @@ def test_full_configs_use_no_generated_body(name, recipe):
     """A full run must not report MPJPE on the synthetic stand-in body; only the tiny demo uses it."""
     assert load_experiment(load(name, recipe)).train.body_model == ""
     assert load_experiment(load("tiny.py")).train.body_model == "synthetic"
+
+
+def _leaves(section, prefix=""):
+    out = {}
+    for key in section.keys():
+        value = section[key]
+        if isinstance(value, ml_collections.ConfigDict):
+            out.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def test_base_config_takes_its_defaults_from_the_dataclasses():
+    """One source of defaults: base_config departs from the dataclasses only where it chooses to, by name."""
+    config, typed = _leaves(base_config()), _leaves(defaults(Experiment))
+    assert not set(typed) - set(config), f"fields base_config lacks: {sorted(set(typed) - set(config))}"
+    departs = {k: (config[k], typed[k]) for k in typed if config[k] != typed[k]}
+    # A 7B run: remat on, LISA's 160 sequences in 10 micro-batches. Anything else must equal its dataclass default.
+    assert set(departs) == {"model.remat_policy", "train.grad_accum_steps"}, departs
+    # What the dataclasses leave open, base_config fills: it validates as it is.
+    experiment = load_experiment(base_config())
+    assert (experiment.model.pad_token_id, experiment.train.eval_every) == (32001, 500)
+    assert experiment.retrieval == Experiment.__dataclass_fields__["retrieval"].default
+
+
+def test_defaults_leave_out_fields_without_a_default():
+    section = defaults(Experiment)
+    assert "name" not in section and "num_steps" not in section.train and "hidden_size" not in section.model.text
+    assert section.model.text.rope_theta == 10000.0 and section.mesh.data == -1
+    with pytest.raises(ConfigError, match=r"config\.name: missing field"):
+        load_experiment(section)
 
 
 def test_result_is_frozen():

@@ -19,6 +19,7 @@ def _config(**lora):
         text=TextConfig(vocab_size=96, hidden_size=64, intermediate_size=96, num_layers=2, num_heads=4, num_kv_heads=2),
         image_token_id=90,
         pose_token_id=91,
+        pad_token_id=92,
         dtype="float32",
         lora=LoraConfig(**lora),
     )

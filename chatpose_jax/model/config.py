@@ -99,7 +99,7 @@ class TextConfig:
 class ProjectorConfig:
     """Vision-to-text projector; LLaVA-1.5 uses `mlp2x_gelu`: Linear - GELU(erf) - Linear."""
 
-    type: Literal["mlp2x_gelu", "linear"] = "mlp2x_gelu"
+    type: Literal["mlp2x_gelu", "linear"] = "mlp2x_gelu"  # mlp2x_gelu: Linear - GELU - Linear
     bias: bool = True
 
 
@@ -108,7 +108,7 @@ class PoseHeadConfig:
     """Linear(d, d) - ReLU - Linear(d, num_joints * 6) on the state before each `<POSE>`."""
 
     num_joints: int = 24  # joint 0 = global orientation, 1..23 = SMPL body pose
-    max_poses: int = 1  # static number of `<POSE>` slots read per sequence
+    max_poses: int = 1  # static number of `<POSE>` slots read per sequence (24 x 6D rotations each)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +116,7 @@ class LoraConfig:
     """Low-rank adapters on decoder linears (LISA's defaults)."""
 
     rank: int = 8  # 0 disables LoRA
-    alpha: float = 16.0
+    alpha: float = 16.0  # the update is scaled by alpha / rank
     dropout: float = 0.05
     target_modules: tuple[str, ...] = ("q_proj", "v_proj")
 
@@ -130,15 +130,19 @@ class ModelConfig:
     projector: ProjectorConfig = ProjectorConfig()
     pose_head: PoseHeadConfig = PoseHeadConfig()
     lora: LoraConfig = LoraConfig()
+    # Token ids of llava-hf's vocabulary: <image> 32000 and <pad> 32001 were added to LLaMA's 32000,
+    # <POSE> comes after them.
     image_token_id: int = 32000  # placeholder id repeated once per image token (HF convention)
     pose_token_id: int = 32002  # `<POSE>`, appended after the existing vocabulary
-    pad_token_id: int = 0
-    bos_token_id: int = 1
-    eos_token_id: int = 2
-    dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"  # compute dtype
+    pad_token_id: int = 32001  # <pad>
+    bos_token_id: int = 1  # <s>
+    eos_token_id: int = 2  # </s>
+    dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"  # compute dtype; norms, softmax, losses in float32
     param_dtype: Literal["float32", "bfloat16"] = "float32"  # storage dtype of parameters
-    attention_impl: Literal["reference", "xla", "cudnn"] = "xla"  # see model/attention.py
-    # Gradient checkpointing of decoder layers (model/llama.py `remat_policy`; MaxText's names).
+    # "reference" | "xla" | "cudnn" (fused, GPU bf16); see model/attention.py.
+    attention_impl: Literal["reference", "xla", "cudnn"] = "xla"
+    # Gradient checkpointing of decoder layers (model/llama.py `remat_policy`; MaxText's names;
+    # chatpose-compile prints each one's memory). Training configs choose one; none for inference.
     remat_policy: Literal[
         "none", "full", "minimal", "dots", "dots_no_batch", "save_qkv_proj", "save_dot_except_mlp",
         "qkv_proj_offloaded", "minimal_offloaded",
