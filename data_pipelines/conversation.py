@@ -36,7 +36,6 @@ EOS_TEXT = "</s>"
 
 # What a sample's conversation is made of (an int field of every pipeline element).
 TEXT_TO_POSE, IMAGE_TO_POSE, VQA = 0, 1, 2
-KIND_NAMES = {TEXT_TO_POSE: "text_to_pose", IMAGE_TO_POSE: "image_to_pose", VQA: "vqa"}
 
 Turns = list[tuple[str, str]]  # (user text, assistant answer) per round
 

@@ -34,7 +34,6 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from data_pipelines import augment, conversation, images, prepared, templates
-from data_pipelines.batch import IGNORE_INDEX
 from data_pipelines.tokenizer import special_ids
 
 SEPARATOR = "\x1f"  # joins a sample's texts into one string between tf.data and the tokenizer
@@ -457,11 +456,6 @@ def global_batch(batch: dict[str, np.ndarray], mesh) -> dict:
 
     sharding = batch_sharding(mesh)
     return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
-
-
-def label_positions(batch: dict[str, np.ndarray]) -> np.ndarray:
-    """bool[B, T]: the positions the loss learns (labels != -100)."""
-    return batch["labels"] != IGNORE_INDEX
 
 
 __all__ = ["BatchIterator", "PipelineConfig", "global_batch", "pipeline_config", "Sequence"]

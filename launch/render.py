@@ -15,7 +15,7 @@ from launch.spec import LaunchSpec
 HEREDOC = "CHATPOSE_EOF"
 JOB_PID_FILE = "/tmp/chatpose-job.pid"  # on each TPU worker: the running job, so it can be stopped
 
-# H100 settings of LAUNCH.md (NVIDIA's JAX-Toolbox and JAX's GPU performance tips).
+# H100 settings from NVIDIA's JAX-Toolbox and JAX's GPU performance tips.
 H100_XLA_FLAGS = (
     "--xla_gpu_enable_latency_hiding_scheduler=true",
     "--xla_gpu_enable_triton_gemm=false",

@@ -11,7 +11,7 @@ import re
 
 PROGRAMS = ("train", "eval", "check")
 
-# gcloud's runtime version for each TPU generation (LAUNCH.md).
+# gcloud's runtime version for each TPU generation (Cloud TPU's software versions page).
 TPU_RUNTIME_VERSIONS = {
     "v4": "tpu-ubuntu2204-base",
     "v5e": "v2-alpha-tpuv5-lite",

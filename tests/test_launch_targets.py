@@ -1,4 +1,4 @@
-"""launch/launch.py: every target's rendering holds what LAUNCH.md requires; the runner drives fake tools.
+"""launch/launch.py: every target's rendering holds what its scheduler requires; the runner drives fake tools.
 
 Rendering is checked by structure (parsed YAML, #SBATCH lines, argv recovered with shlex), and
 each target's `--dry_run` for fixed inputs (and every README "Running at scale" command) must

@@ -132,10 +132,6 @@ class StateDict:
             )
         return (np.asarray(value, np.float32) + (b @ a) * self.scaling).astype(value.dtype)
 
-    @property
-    def has_lora(self) -> bool:
-        return bool(self._lora)
-
 
 def _normalise(name: str) -> str:
     for prefix in ("module.", "base_model.model."):

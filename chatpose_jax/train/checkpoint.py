@@ -21,8 +21,6 @@ import orbax.checkpoint as ocp
 from chatpose_jax import paths
 from chatpose_jax.body import frames
 
-ITEMS = ("state", "data", "config")
-
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint's shapes or config do not fit the run that tries to resume from it."""

@@ -11,7 +11,6 @@ import numpy as np
 
 from data_pipelines.orientation import euler_xyz_to_rotmat, rotmat_to_axis_angle
 
-NUM_BODY_JOINTS = 23  # SMPL body_pose joints (1..23)
 J = {
     name: i
     for i, name in enumerate(
