@@ -105,177 +105,76 @@ class _Part:
     density: float = 1.0
 
 
+# Capsules, one row each: the ends a and b (a joint, or a point "x,y,z" in metres), their radii ra and
+# rb (metres), the cross-section scaled by flat along thin (a world axis), the skinning falloff sigma
+# (metres), the vertex density, then the joints whose bones may skin it. Rows with {side} are built
+# for the left side as written and for the right mirrored in x.
+_TRUNK = """
+name         a                b               ra     rb     flat  thin  sigma  density  joints
+lower_torso  0.0,-0.28,0.015  0.0,-0.02,0.01  0.145  0.13   0.68  z     0.06   1.0      pelvis spine1 spine2 left_hip right_hip
+chest        0.0,-0.02,0.01   0.0,0.19,0.0    0.135  0.155  0.62  z     0.06   1.0      spine2 spine3 neck left_collar right_collar
+neck         0.0,0.20,-0.005  0.0,0.375,0.02  0.058  0.05   1.0   z     0.04   1.0      spine3 neck head
+"""
+_LIMBS = """
+name              a                     b                   ra     rb     flat  thin  sigma  density  joints
+{side}_deltoid    {side}_collar         {side}_shoulder     0.07   0.062  0.85  z     0.045  1.0      {side}_collar {side}_shoulder spine3
+{side}_upper_arm  {side}_shoulder       {side}_elbow        0.056  0.043  1.0   z     0.04   1.0      {side}_collar {side}_shoulder {side}_elbow
+{side}_forearm    {side}_elbow          {side}_wrist        0.043  0.03   0.8   y     0.035  1.0      {side}_shoulder {side}_elbow {side}_wrist
+{side}_thigh      0.08,-0.30,0.015      {side}_knee         0.088  0.056  1.0   z     0.05   1.0      pelvis {side}_hip {side}_knee
+{side}_shin       {side}_knee           {side}_ankle        0.054  0.036  1.0   z     0.045  1.0      {side}_hip {side}_knee {side}_ankle
+{side}_foot       0.09,-1.155,-0.075    0.118,-1.16,0.155   0.043  0.037  0.8   y     0.035  1.0      {side}_knee {side}_ankle {side}_foot
+"""
+_SMPL_HAND = """
+name              a                     b                   ra     rb     flat  thin  sigma  density  joints
+{side}_hand       {side}_wrist          0.865,0.21,-0.02    0.038  0.03   0.42  y     0.03   1.5      {side}_elbow {side}_wrist {side}_hand
+"""
+_PALM = """
+name              a                     b                   ra     rb     flat  thin  sigma  density  joints
+{side}_palm       {side}_wrist          0.775,0.213,-0.004  0.036  0.04   0.45  y     0.03   2.0      {side}_wrist {side}_index1 {side}_middle1 {side}_ring1 {side}_pinky1
+"""
+_AXES = {"y": (0.0, 1.0, 0.0), "z": (0.0, 0.0, 1.0)}
+
+
+def _capsules(table: str, joints: dict, side: str = "left") -> list[_Part]:
+    """The rows of a capsule table for one side ("left" as written, "right" mirrored in x)."""
+    mirror = 1.0 if side == "left" else -1.0
+
+    def end(cell: str) -> tuple:
+        if "," not in cell:
+            return joints[cell]
+        x, y, z = (float(v) for v in cell.split(","))
+        return (mirror * x, y, z)
+
+    parts = []
+    for line in table.strip().splitlines()[1:]:
+        name, a, b, ra, rb, flat, thin, sigma, density, *skinned = line.format(side=side).split()
+        ends = dict(a=end(a), b=end(b), ra=float(ra), rb=float(rb), thin=_AXES[thin], flat=float(flat))
+        parts.append(_Part(name, "capsule", **ends, joints=tuple(skinned), sigma=float(sigma), density=float(density)))
+    return parts
+
+
 def _parts(model_type: str) -> list[_Part]:
     """The synthetic body's parts; the head is last (it takes whatever vertex count is left)."""
     J = {n: tuple(_joint_position(n)) for n in skeletons.JOINT_NAMES[model_type]}
-    parts = [
-        _Part(
-            "lower_torso",
-            "capsule",
-            (0.0, -0.28, 0.015),
-            (0.0, -0.02, 0.01),
-            0.145,
-            0.13,
-            flat=0.68,
-            joints=("pelvis", "spine1", "spine2", "left_hip", "right_hip"),
-            sigma=0.06,
-        ),
-        _Part(
-            "chest",
-            "capsule",
-            (0.0, -0.02, 0.01),
-            (0.0, 0.19, 0.0),
-            0.135,
-            0.155,
-            flat=0.62,
-            joints=("spine2", "spine3", "neck", "left_collar", "right_collar"),
-            sigma=0.06,
-        ),
-        _Part(
-            "neck",
-            "capsule",
-            (0.0, 0.20, -0.005),
-            (0.0, 0.375, 0.02),
-            0.058,
-            0.05,
-            joints=("spine3", "neck", "head"),
-            sigma=0.04,
-        ),
-    ]
+    parts = _capsules(_TRUNK, J)
     for side in ("left", "right"):
-        s = 1.0 if side == "left" else -1.0
-
-        def j(name, side=side):
-            return J[f"{side}_{name}"]
-
-        parts += [
-            _Part(
-                f"{side}_deltoid",
-                "capsule",
-                j("collar"),
-                j("shoulder"),
-                0.07,
-                0.062,
-                flat=0.85,
-                joints=(f"{side}_collar", f"{side}_shoulder", "spine3"),
-                sigma=0.045,
-            ),
-            _Part(
-                f"{side}_upper_arm",
-                "capsule",
-                j("shoulder"),
-                j("elbow"),
-                0.056,
-                0.043,
-                joints=(f"{side}_collar", f"{side}_shoulder", f"{side}_elbow"),
-                sigma=0.04,
-            ),
-            _Part(
-                f"{side}_forearm",
-                "capsule",
-                j("elbow"),
-                j("wrist"),
-                0.043,
-                0.03,
-                flat=0.8,
-                thin=(0.0, 1.0, 0.0),
-                joints=(f"{side}_shoulder", f"{side}_elbow", f"{side}_wrist"),
-                sigma=0.035,
-            ),
-            _Part(
-                f"{side}_thigh",
-                "capsule",
-                (s * 0.08, -0.30, 0.015),
-                j("knee"),
-                0.088,
-                0.056,
-                joints=("pelvis", f"{side}_hip", f"{side}_knee"),
-                sigma=0.05,
-            ),
-            _Part(
-                f"{side}_shin",
-                "capsule",
-                j("knee"),
-                j("ankle"),
-                0.054,
-                0.036,
-                joints=(f"{side}_hip", f"{side}_knee", f"{side}_ankle"),
-                sigma=0.045,
-            ),
-            _Part(
-                f"{side}_foot",
-                "capsule",
-                (s * 0.09, -1.155, -0.075),
-                (s * 0.118, -1.16, 0.155),
-                0.043,
-                0.037,
-                flat=0.8,
-                thin=(0.0, 1.0, 0.0),
-                joints=(f"{side}_knee", f"{side}_ankle", f"{side}_foot"),
-                sigma=0.035,
-            ),
-        ]
+        parts += _capsules(_LIMBS, J, side)
         if model_type == "smpl":
-            parts.append(
-                _Part(
-                    f"{side}_hand",
-                    "capsule",
-                    j("wrist"),
-                    (s * 0.865, 0.21, -0.02),
-                    0.038,
-                    0.03,
-                    flat=0.42,
-                    thin=(0.0, 1.0, 0.0),
-                    joints=(f"{side}_elbow", f"{side}_wrist", f"{side}_hand"),
-                    sigma=0.03,
-                    density=1.5,
-                )
-            )
-        else:
-            parts.append(
-                _Part(
-                    f"{side}_palm",
-                    "capsule",
-                    j("wrist"),
-                    (s * 0.775, 0.213, -0.004),
-                    0.036,
-                    0.04,
-                    flat=0.45,
-                    thin=(0.0, 1.0, 0.0),
-                    joints=(f"{side}_wrist", f"{side}_index1", f"{side}_middle1", f"{side}_ring1", f"{side}_pinky1"),
-                    sigma=0.03,
-                    density=2.0,
-                )
-            )
-            for finger, chain in _FINGER_CHAINS.items():
-                base, tip = np.array(chain[0]), np.array(chain[3])
-                start = base - 0.3 * (np.array(chain[1]) - base)  # reach back into the palm
-                mirror = np.array([s, 1.0, 1.0])
-                parts.append(
-                    _Part(
-                        f"{side}_{finger}",
-                        "capsule",
-                        tuple(start * mirror),
-                        tuple(tip * mirror),
-                        _FINGER_RADIUS[finger],
-                        0.85 * _FINGER_RADIUS[finger],
-                        joints=(f"{side}_wrist",) + tuple(f"{side}_{finger}{k}" for k in (1, 2, 3)),
-                        sigma=0.014,
-                        density=3.0,
-                    )
-                )
+            parts += _capsules(_SMPL_HAND, J, side)
+            continue
+        parts += _capsules(_PALM, J, side)
+        mirror = np.array([1.0 if side == "left" else -1.0, 1.0, 1.0])
+        for finger, chain in _FINGER_CHAINS.items():
+            base, tip = np.array(chain[0]), np.array(chain[3])
+            start = base - 0.3 * (np.array(chain[1]) - base)  # reach back into the palm
+            radius = _FINGER_RADIUS[finger]
+            skinned = (f"{side}_wrist",) + tuple(f"{side}_{finger}{k}" for k in (1, 2, 3))
+            ends = dict(a=tuple(start * mirror), b=tuple(tip * mirror), ra=radius, rb=0.85 * radius)
+            parts.append(_Part(f"{side}_{finger}", "capsule", **ends, joints=skinned, sigma=0.014, density=3.0))
     if model_type == "smplx":
         for side in ("left", "right"):
-            parts.append(
-                _Part(
-                    f"{side}_eye",
-                    "ellipsoid",
-                    J[f"{side}_eye_smplhf"],
-                    radii=(0.014, 0.014, 0.014),
-                    joints=(f"{side}_eye_smplhf",),
-                    density=3.0,
-                )
-            )
+            eye = f"{side}_eye_smplhf"
+            parts.append(_Part(f"{side}_eye", "ellipsoid", J[eye], radii=(0.014,) * 3, joints=(eye,), density=3.0))
     head_joints = ("neck", "head", "jaw") if model_type == "smplx" else ("neck", "head")
     parts.append(
         _Part("head", "ellipsoid", (0.0, 0.45, 0.03), radii=(0.082, 0.112, 0.097), joints=head_joints, sigma=0.035)
