@@ -23,7 +23,9 @@ ADDED_TOKENS = (IMAGE_TOKEN, PAD_TOKEN, POSE_TOKEN)
 SYNTHETIC_VOCAB_SIZE = 1000  # sentencepiece pieces; the added tokens follow
 
 
-def make_synthetic_tokenizer(out_dir: str | os.PathLike, corpus_texts: Iterable[str], vocab_size: int = SYNTHETIC_VOCAB_SIZE):
+def make_synthetic_tokenizer(
+    out_dir: str | os.PathLike, corpus_texts: Iterable[str], vocab_size: int = SYNTHETIC_VOCAB_SIZE
+):
     """Trains a LLaMA-style sentencepiece tokenizer on `corpus_texts` and saves it to `out_dir`.
 
     Pieces: unk 0 (`<unk>`), bos 1 (`<s>`), eos 2 (`</s>`), then learned pieces up to `vocab_size`;
