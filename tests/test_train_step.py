@@ -80,8 +80,10 @@ def one_device_run():
     experiment = load_experiment(config)
     # The third step sees the first batch again, so its loss shows what two steps learnt.
     batches = [random_batch(experiment, seed) for seed in (0, 1, 0)]
-    losses, trainable, _ = run_steps(config, MeshConfig(data=1), batches, jax.devices()[:1])
-    return config, batches, losses, trainable
+    losses, trainable, trainer = run_steps(config, MeshConfig(data=1), batches, jax.devices()[:1])
+    held_out = random_batch(experiment, seed=7)
+    evaluated = jax.tree.map(float, trainer.evaluate(setup_lib.global_batch(held_out, trainer.batch_sharding)))
+    return config, batches, losses, trainable, (held_out, evaluated)
 
 
 def assert_trees_close(a, b, atol):
@@ -90,17 +92,21 @@ def assert_trees_close(a, b, atol):
 
 
 def test_eight_device_mesh_matches_one_device(one_device_run):
-    config, batches, losses, trainable = one_device_run
+    config, batches, losses, trainable, (held_out, evaluated) = one_device_run
     losses8, trainable8, trainer = run_steps(config, MeshConfig(data=2, fsdp=2, tensor=2), batches)
     assert dict(trainer.mesh.shape) == {"data": 2, "fsdp": 2, "tensor": 2}
     np.testing.assert_allclose(losses8, losses, atol=1e-5, rtol=0)
     assert_trees_close(trainable8, trainable, atol=1e-5)
     assert losses[-1] < losses[0], losses
+    # The eval step too: its sums on a held-out batch after the same three steps.
+    evaluated8 = trainer.evaluate(setup_lib.global_batch(held_out, trainer.batch_sharding))
+    for name, value in evaluated.items():
+        np.testing.assert_allclose(float(evaluated8[name]), value, rtol=1e-5, atol=1e-4, err_msg=name)
 
 
 def assert_one_device_run_repeats(config, one_device_run):
     """`config` trains one device through the same losses and weights as the default run."""
-    _, batches, losses, trainable = one_device_run
+    _, batches, losses, trainable, _ = one_device_run
     other_losses, other_trainable, _ = run_steps(config, MeshConfig(data=1), batches, jax.devices()[:1])
     np.testing.assert_allclose(other_losses, losses, atol=1e-5, rtol=0)
     assert_trees_close(other_trainable, trainable, atol=1e-5)
