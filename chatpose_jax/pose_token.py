@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 
+from tokenizers import Tokenizer
+
 POSE_TOKEN = "<POSE>"
 
 
@@ -27,8 +29,6 @@ def strip_space_before_pose(tokenizer, token: str = POSE_TOKEN):
     Changes `tokenizer` in place (and returns it); a tokenizer whose token already strips, or that
     lacks it, is left as it is. Saved with `save_pretrained`, the flag stays.
     """
-    from tokenizers import Tokenizer
-
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         raise ValueError(f"{type(tokenizer).__name__} is not a fast tokenizer; {token} needs one")

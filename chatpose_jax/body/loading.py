@@ -16,7 +16,9 @@ from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
+import scipy.sparse
 
+from chatpose_jax import paths
 from chatpose_jax.body import skeletons
 from chatpose_jax.body.model import BodyModel, StaticArray
 
@@ -56,8 +58,6 @@ class _BodyModelUnpickler(pickle.Unpickler):
         if module == "numpy" or module.startswith("numpy."):
             return super().find_class(module, name)
         if module.startswith("scipy.sparse"):
-            import scipy.sparse
-
             # Old pickles name private modules (scipy.sparse.csc); the classes live on scipy.sparse.
             if hasattr(scipy.sparse, name):
                 return getattr(scipy.sparse, name)
@@ -186,8 +186,6 @@ def load_body_model(
     hand pose (False, smplx's default). The model type follows from the number of joints (24, 52, 55);
     model_type, when given, must agree. Raises ValueError naming the file, key and shapes on bad input.
     """
-    from chatpose_jax import paths
-
     path = paths.local_copy(os.fspath(path))  # gs://: the pickle and npz readers need a local file
     file = resolve_model_file(path, model_type, gender)
     data = _read_pickle(file) if file.endswith(".pkl") else _read_npz(file)

@@ -73,7 +73,7 @@ def read_obj(path: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _draw_view(ax, vertices, faces, yaw_deg, light):
     """Orthographic view after turning the body by yaw about the vertical (y) axis."""
-    from matplotlib.collections import PolyCollection
+    from matplotlib.collections import PolyCollection  # lazy: matplotlib, loaded only to draw
 
     yaw = np.deg2rad(yaw_deg)
     rot = np.array([[np.cos(yaw), 0.0, np.sin(yaw)], [0.0, 1.0, 0.0], [-np.sin(yaw), 0.0, np.cos(yaw)]])
@@ -102,7 +102,7 @@ def render_png(path: str, vertices, faces, *, views=(("front", 0.0), ("side", 90
     vertices: float[V, 3] metres, y up, facing +z; faces: int[F, 3]; views: (label, yaw in degrees)
     pairs (0 = front, 90 = seen from the body's right). Returns the path.
     """
-    import matplotlib
+    import matplotlib  # lazy: matplotlib, loaded only to draw
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt

@@ -42,6 +42,7 @@ import ml_dtypes
 import numpy as np
 
 from chatpose_jax.convert import hf
+from chatpose_jax.convert.checkpoint_io import save_model_checkpoint
 from chatpose_jax.convert.hf import CheckpointError, VocabPlan
 from chatpose_jax.convert.tensor_files import TensorFiles
 from chatpose_jax.model.config import ModelConfig, PoseHeadConfig, ProjectorConfig
@@ -75,7 +76,7 @@ class _Dict:
 
     def get(self, name):
         t = self._t[name]
-        import torch
+        import torch  # lazy: PyTorch
 
         return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16) if t.dtype == torch.bfloat16 else t.numpy()
 
@@ -164,7 +165,7 @@ def _read_config_json(path: str, config_json: str | None) -> dict:
 
 
 def _text_config(raw: dict, state: StateDict, rows: int, num_heads: int | None):
-    from transformers import LlamaConfig
+    from transformers import LlamaConfig  # lazy: transformers loads PyTorch
 
     if "hidden_size" in raw:
         fields = {k: v for k, v in raw.items() if not k.startswith("mm_") and k not in ("architectures", "model_type")}
@@ -189,7 +190,7 @@ def _text_config(raw: dict, state: StateDict, rows: int, num_heads: int | None):
 
 
 def _vision_config(raw: dict, state: StateDict, vision_dir: str | None, num_heads: int | None):
-    from transformers import CLIPVisionConfig
+    from transformers import CLIPVisionConfig  # lazy: transformers loads PyTorch
 
     layer = int(raw.get("mm_vision_select_layer", -2))
     select = {"patch": "default", "cls_patch": "full"}[raw.get("mm_vision_select_feature", "patch")]
@@ -228,7 +229,7 @@ def _vision_folder(raw: dict, state: StateDict, vision_tower_dir: str | None) ->
 
 def _released_tokenizer(tokenizer_dir: str, save_dir: str):
     """The released tokenizer with `[SEG]` renamed `<POSE>` (same id), saved to `save_dir` and reloaded."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # lazy: transformers loads PyTorch
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     vocab = tokenizer.get_vocab()
@@ -390,8 +391,6 @@ def import_chatpose_torch(
     ckpt: str, out: str, *, tokenizer_dir: str | None = None, overwrite: bool = False, **kwargs
 ) -> ModelConfig:
     """`chatpose-convert import-chatpose-torch`: released weights -> model checkpoint at `out`."""
-    from chatpose_jax.convert.checkpoint_io import save_model_checkpoint
-
     out = os.path.abspath(out)
     if os.path.exists(out) and os.listdir(out) and not overwrite:
         raise FileExistsError(f"{out} exists and is not empty (pass --overwrite to replace it)")

@@ -22,6 +22,7 @@ import orbax.checkpoint as ocp
 
 from chatpose_jax import paths
 from chatpose_jax.body import frames
+from chatpose_jax.convert.hf import load_llava, load_tokenizer, read_layout
 from chatpose_jax.model import chatpose
 from chatpose_jax.model.config import ModelConfig, model_config_from_dict
 
@@ -92,7 +93,7 @@ def load_checkpoint_tokenizer(path: str):
     folder = paths.join(path, TOKENIZER_DIR)
     if not paths.path(folder).is_dir():
         return None
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # lazy: transformers loads PyTorch
 
     return AutoTokenizer.from_pretrained(paths.local_copy(folder))
 
@@ -101,8 +102,6 @@ def import_hf(
     hf_dir: str, out: str, vision_tower_dir: str | None = None, overwrite: bool = False, **overrides
 ) -> ModelConfig:
     """HF / original LLaVA folder -> model checkpoint at `out` (what `chatpose-convert import-hf` runs)."""
-    from chatpose_jax.convert.hf import load_llava, load_tokenizer, read_layout
-
     tokenizer = load_tokenizer(hf_dir, add_image_token=read_layout(hf_dir) != "hf_llava")
     config, params = load_llava(hf_dir, vision_tower_dir, tokenizer=tokenizer, **overrides)
     save_model_checkpoint(out, config, params, tokenizer, overwrite=overwrite)

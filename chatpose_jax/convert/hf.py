@@ -253,7 +253,7 @@ class _Source:
 
 
 def _read_source(folder: str, vision_tower_path: str | None) -> _Source:
-    from transformers import AutoConfig, CLIPVisionConfig, LlamaConfig
+    from transformers import AutoConfig, CLIPVisionConfig, LlamaConfig  # lazy: transformers loads PyTorch
 
     path = os.path.join(folder, "config.json")
     if not os.path.exists(path):
@@ -314,7 +314,7 @@ def load_tokenizer(folder: str, add_image_token: bool = False):
     names = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
     if not any(os.path.exists(os.path.join(folder, n)) for n in names):
         return None
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # lazy: transformers loads PyTorch
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
     vocab = tokenizer.get_vocab()

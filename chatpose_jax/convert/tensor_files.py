@@ -74,7 +74,7 @@ class TensorFiles:
         path, entry = self._where[name]
         if entry is None:
             tensor = self._bin(path)[name]
-            import torch
+            import torch  # lazy: PyTorch
 
             if tensor.dtype == torch.bfloat16:
                 return tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
@@ -125,7 +125,7 @@ def _safetensors_header(path: str) -> dict:
 
 def _torch_load(path: str) -> dict:
     try:
-        import torch
+        import torch  # lazy: PyTorch
     except ImportError as e:
         raise ImportError(f"{path} is a PyTorch .bin checkpoint; reading it needs torch installed") from e
     return torch.load(path, map_location="cpu", mmap=True, weights_only=True)

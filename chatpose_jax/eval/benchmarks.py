@@ -80,7 +80,7 @@ class BenchmarkData:
 
 def question_for(name: str, text: str) -> str:
     """The fixed prompt of benchmark `name` for one sample's description `text`."""
-    from data_pipelines import templates
+    from data_pipelines import templates  # lazy: data_pipelines loads TensorFlow
 
     if BENCHMARKS[name][2] == "text":
         return templates.text_to_pose_question(templates.TEXT_TO_POSE_QUESTIONS[0], text)
@@ -88,7 +88,7 @@ def question_for(name: str, text: str) -> str:
 
 
 def _builder(dataset: str, split: str, data_dir: str, name: str):
-    from data_pipelines import prepared
+    from data_pipelines import prepared  # lazy: data_pipelines loads TensorFlow
 
     if not data_dir or not paths.path(data_dir).is_dir() or not any(paths.path(data_dir).iterdir()):
         raise BenchmarkError(f"benchmark {name}: data_dir {data_dir!r} is missing or empty")
@@ -159,7 +159,7 @@ def read_benchmark(
     Raises:
       BenchmarkError: unknown name, dataset not prepared, split missing or empty (naming the folder).
     """
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # lazy: TensorFlow
 
     dataset, split, kind, truth = spec(name, protocol)
     builder = _builder(dataset, split, data_dir, name)
@@ -213,9 +213,9 @@ def _images(rows: list[dict], keep) -> list[bytes | None]:
 @functools.cache
 def _person_pixels(image_size: int, pad_square: bool):
     """One traced TF function (bytes, center, scale) -> float32[3, S, S]: far cheaper than op-by-op eager calls."""
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: TensorFlow
 
-    from data_pipelines import images as tf_images
+    from data_pipelines import images as tf_images  # lazy: data_pipelines loads TensorFlow
 
     @tf.function(
         input_signature=[tf.TensorSpec([], tf.string), tf.TensorSpec([2], tf.float32), tf.TensorSpec([], tf.float32)]
@@ -237,6 +237,7 @@ def pixel_values(images: list[bytes], crops: np.ndarray, image_size: int, pad_sq
 
 def mean_rotations(axis_angle: np.ndarray) -> np.ndarray:
     """The chordal mean rotation of each joint: float[N, J, 3] axis-angle -> float[J, 3] axis-angle."""
+    # lazy: data_pipelines loads TensorFlow
     from data_pipelines.orientation import axis_angle_to_rotmat, rotmat_to_axis_angle
 
     mean = axis_angle_to_rotmat(axis_angle).mean(axis=0)  # [J, 3, 3]
@@ -250,9 +251,9 @@ def mean_pose(kind: str, data_dir: str) -> tuple[np.ndarray, np.ndarray]:
     """(global_orient float32[3], body_pose float32[69]): the mean training pose of `kind` ('image' or
     'text'), from at most MEAN_POSE_MAX_EXAMPLES training examples; when none is prepared, the rest
     pose standing upright and facing the camera (root diag(1, -1, -1) in the OpenCV camera frame)."""
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # lazy: TensorFlow
 
-    from data_pipelines import prepared
+    from data_pipelines import prepared  # lazy: data_pipelines loads TensorFlow
 
     dataset, split = MEAN_POSE_SOURCE[kind]
     try:

@@ -10,6 +10,7 @@ import io
 import textwrap
 
 import numpy as np
+from PIL import Image
 
 from chatpose_jax import paths
 from chatpose_jax.body.frames import upright_for_display
@@ -17,7 +18,7 @@ from chatpose_jax.body.frames import upright_for_display
 
 def _draw_body(ax, vertices: np.ndarray, faces: np.ndarray, colour: str, title: str) -> None:
     """A front view (x right, y up) of a mesh in the camera frame: its triangles filled, shaded by facing."""
-    from matplotlib.collections import PolyCollection
+    from matplotlib.collections import PolyCollection  # lazy: matplotlib, loaded only to draw
 
     vertices = upright_for_display(vertices)
     tri = vertices[faces]  # [F, 3, 3]
@@ -45,7 +46,7 @@ def pick(errors: np.ndarray, count: int) -> np.ndarray:
 def render_gallery(path: str, samples: list[dict], faces: np.ndarray, title: str = "") -> str:
     """samples: {input_image uint8[H, W, 3] or None, input_text str, pred_vertices float[V, 3],
     gt_vertices float[V, 3] or None, error str}; one row each (input | predicted | ground truth)."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib, loaded only to draw
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -78,8 +79,6 @@ def render_gallery(path: str, samples: list[dict], faces: np.ndarray, title: str
 
 def crop_image(image_bytes: bytes, crop: np.ndarray, size: int = 160) -> np.ndarray:
     """uint8[size, size, 3]: the person's box (center, scale = box / 200) of an encoded image."""
-    from PIL import Image
-
     with Image.open(io.BytesIO(image_bytes)) as im:
         im = im.convert("RGB")
         cx, cy, scale = (float(v) for v in crop)

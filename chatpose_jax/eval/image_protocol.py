@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from chatpose_jax import paths
+from chatpose_jax.body import load_body_model
 from chatpose_jax.eval import metrics
 from chatpose_jax.eval.benchmarks import J24_TO_J14, BenchmarkData
 
@@ -65,9 +67,6 @@ def load_body_models(
 
     Raises ValueError naming the folder / file missing.
     """
-    from chatpose_jax import paths
-    from chatpose_jax.body import load_body_model
-
     local = paths.local_copy(folder)  # gs://: one local copy for the pickle readers (the folder itself when local)
     models = {g: load_body_model(local, model_type="smpl", gender=GENDERS[g]) for g in genders}
     num_vertices = models["n"].num_vertices

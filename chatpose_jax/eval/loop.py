@@ -14,6 +14,7 @@ import dataclasses
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from chatpose_jax import paths
 from chatpose_jax.eval import benchmarks, gallery, image_protocol, report
@@ -21,6 +22,8 @@ from chatpose_jax.eval import predictions as preds_lib
 from chatpose_jax.eval.mesh_decode import MeshDecoder
 from chatpose_jax.eval.retrieval_metrics import frechet_distance, recalls
 from chatpose_jax.parallel.mesh import MeshConfig
+from chatpose_jax.retrieval import data as rdata
+from chatpose_jax.retrieval.train import encode, load_retrieval
 
 
 class EvalError(ValueError):
@@ -48,7 +51,6 @@ def _gather(local: preds_lib.Predictions, full_ids: np.ndarray, answer_bytes: in
     count = jax.process_count()
     if count == 1:
         return local
-    from jax.experimental import multihost_utils
 
     n = len(full_ids)
     width = max(b - a for a, b in (benchmarks.host_range(n, i, count) for i in range(count)))
@@ -104,9 +106,6 @@ class RetrievalScorer:
     """Features of a trained retrieval model for a text benchmark's descriptions and poses."""
 
     def __init__(self, workdir: str):
-        from chatpose_jax.retrieval import data as rdata
-        from chatpose_jax.retrieval.train import load_retrieval
-
         self.config, self.variables, self.info = load_retrieval(workdir)
         folder = paths.join(workdir, "tokenizer")
         if not paths.path(folder).is_dir():
@@ -116,9 +115,6 @@ class RetrievalScorer:
         self.tokens = rdata.TextTokens(folder, self.config.max_text_length)
 
     def features(self, texts, global_orient, body_pose) -> tuple[np.ndarray, np.ndarray]:
-        from chatpose_jax.retrieval import data as rdata
-        from chatpose_jax.retrieval.train import encode
-
         tokens, mask = self.tokens(list(texts))
         return encode(self.config, self.variables, rdata.body_pose_to_joints(global_orient, body_pose), tokens, mask)
 

@@ -21,6 +21,7 @@ import functools
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from chatpose_jax.body import rotations
 from chatpose_jax.inference import prompt
@@ -46,7 +47,6 @@ def _agreed_max(value: int) -> int:
     """The largest `value` over all processes (every process must call this at the same point)."""
     if jax.process_count() == 1:
         return int(value)
-    from jax.experimental import multihost_utils
 
     return int(np.max(multihost_utils.process_allgather(np.asarray([value], np.int32))))
 
@@ -165,8 +165,6 @@ class MeshDecoder:
         return put(ids), pixels, put(mask), length
 
     def _local(self, tree, count: int):
-        from jax.experimental import multihost_utils
-
         if jax.process_count() > 1:
             tree = multihost_utils.global_array_to_host_local_array(tree, self.mesh, self._batch.spec)
         return jax.tree.map(lambda x: np.asarray(x)[:count], tree)

@@ -7,6 +7,7 @@ millimetres papers report), and every function is pure and jit-able.
 from __future__ import annotations
 
 import os
+import pickle
 
 import jax.numpy as jnp
 import numpy as np
@@ -107,8 +108,6 @@ def load_j19_regressor(path: str, num_vertices: int | None = None) -> np.ndarray
 
     Raises ValueError naming the file and shapes.
     """
-    import pickle
-
     path = os.fspath(path)
     try:
         with paths.path(path).open("rb") as f:  # local or gs://

@@ -19,6 +19,7 @@ import dataclasses
 import os
 
 import numpy as np
+from tqdm import tqdm
 
 from chatpose_jax import paths
 from chatpose_jax.body import frames
@@ -89,8 +90,6 @@ def predict_benchmark(
     num_steps: decoding steps to run (every process must run the same number; default: enough for
     `data`). Steps past this host's rows decode filler rows whose results are dropped.
     """
-    from tqdm import tqdm
-
     model, per = decoder.model, decoder.rows_per_host
     n = len(data)
     steps = -(-n // per) if num_steps is None else num_steps

@@ -37,10 +37,12 @@ import jax
 import ml_dtypes
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 
 from chatpose_jax.convert import hf
 from chatpose_jax.model.config import ModelConfig
 from chatpose_jax.model.lora import merge_lora
+from chatpose_jax.train.trained_model import load_trained
 
 SHARD_BYTES = 5 * 10**9  # transformers' "5GB" default: at most this many bytes of tensors per shard
 INDEX_FILE = "model.safetensors.index.json"
@@ -234,7 +236,7 @@ def text_config(t, config: ModelConfig):
 
     The class is chosen by what the fields need, not by a family name: each one reads back to `t`.
     """
-    from transformers import LlamaConfig, MistralConfig, Qwen2Config
+    from transformers import LlamaConfig, MistralConfig, Qwen2Config  # lazy: transformers loads PyTorch
 
     fields = dict(
         vocab_size=t.vocab_size,
@@ -263,7 +265,7 @@ def text_config(t, config: ModelConfig):
 
 def vision_config(v):
     """CLIPVisionConfig or SiglipVisionConfig (without pooling head) for `v`; another mix is refused."""
-    from transformers import CLIPVisionConfig, SiglipVisionConfig
+    from transformers import CLIPVisionConfig, SiglipVisionConfig  # lazy: transformers loads PyTorch
 
     family = (v.class_token, v.pre_layernorm, v.patch_bias)
     fields = dict(
@@ -289,7 +291,7 @@ def vision_config(v):
 
 def llava_config(config: ModelConfig):
     """The transformers `LlavaConfig` of `config` (plus `pose_token_id`, which the importer reads back)."""
-    from transformers import LlavaConfig
+    from transformers import LlavaConfig  # lazy: transformers loads PyTorch
 
     t, v = config.text, config.vision
     if config.projector.type != "mlp2x_gelu":
@@ -315,7 +317,7 @@ def llava_config(config: ModelConfig):
 
 
 def _write_generation_config(config: ModelConfig, out_dir: str) -> None:
-    from transformers import GenerationConfig
+    from transformers import GenerationConfig  # lazy: transformers loads PyTorch
 
     GenerationConfig(
         bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id
@@ -345,7 +347,6 @@ def to_host(x: jax.Array) -> np.ndarray:
     """The whole array on this host; a collective when `x` spans processes (every process must call it)."""
     if getattr(x, "is_fully_addressable", True):
         return np.asarray(jax.device_get(x))
-    from jax.experimental import multihost_utils
 
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
@@ -373,7 +374,6 @@ def _output_exists(out_dir: str) -> bool:
     exists = os.path.isdir(out_dir) and bool(os.listdir(out_dir))
     if jax.process_count() == 1:
         return exists
-    from jax.experimental import multihost_utils
 
     # Process 0's answer for all, so no process waits in a gather that another has left.
     return bool(multihost_utils.broadcast_one_to_all(np.int32(exists)))
@@ -413,7 +413,7 @@ def export_hf(
         raise FileExistsError(f"{out_dir} exists and is not empty (pass --overwrite to replace it)")
     writer_process = jax.process_index() == 0
     if isinstance(tokenizer, str):
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # lazy: transformers loads PyTorch
 
         tokenizer = AutoTokenizer.from_pretrained(tokenizer)
     if tokenizer is not None:
@@ -462,8 +462,6 @@ def export_hf(
             json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2, sort_keys=True)
         write_pose_head(out_dir, config, head)
     if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
         multihost_utils.sync_global_devices("chatpose_export_hf_done")
     return weight_map
 
@@ -500,8 +498,6 @@ def export_checkpoint(
     `mesh`: restore the checkpoint sharded over it (a 13B model does not fit one device); default
     the first device.
     """
-    from chatpose_jax.train.trained_model import load_trained
-
     model = load_trained(checkpoint, mesh=mesh)
     tokenizer = tokenizer_dir or model.tokenizer_dir
     return export_hf(

@@ -128,7 +128,7 @@ class PoseHead(nn.Module):
 
 def load_pose_head(folder: str) -> tuple[PoseHead, dict]:
     """(PoseHead with the weights of `folder`/pose_head.safetensors, the pose_head.json description)."""
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file  # lazy: PyTorch
 
     with open(os.path.join(folder, POSE_HEAD_JSON)) as f:
         spec = json.load(f)
@@ -206,7 +206,7 @@ class TorchChatPose(nn.Module):
     @classmethod
     def from_pretrained(cls, folder: str, dtype: torch.dtype | None = None, device: str | torch.device = "cpu"):
         """Loads an export-hf folder: the LLaVA weights, the pose head and (when present) the tokenizer."""
-        from transformers import AutoTokenizer, LlavaForConditionalGeneration
+        from transformers import AutoTokenizer, LlavaForConditionalGeneration  # lazy: transformers loads PyTorch
 
         llava = LlavaForConditionalGeneration.from_pretrained(folder, dtype=dtype or "auto").eval()
         head, spec = load_pose_head(folder)

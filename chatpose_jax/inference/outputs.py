@@ -19,7 +19,7 @@ import os
 import jax.numpy as jnp
 import numpy as np
 
-from chatpose_jax.body import frames, mesh_io, rotations
+from chatpose_jax.body import frames, load_body_model, mesh_io, rotations, synthetic
 
 SYNTHETIC = "synthetic"
 
@@ -33,13 +33,9 @@ def synthetic_body_model_path() -> str:
 def load_body(spec: str = SYNTHETIC):
     """The body model named by `spec`: an SMPL / SMPL-H / SMPL-X file or folder, or "synthetic"
     (a generated SMPL file, written once to the cache). Raises ValueError for a bad file."""
-    from chatpose_jax.body import load_body_model
-
     if spec == SYNTHETIC:
         spec = synthetic_body_model_path()
         if not os.path.exists(spec):
-            from chatpose_jax.body import synthetic
-
             # Write then rename, so a run killed midway leaves no half file behind.
             partial = f"{spec}.{os.getpid()}.partial"
             synthetic.write_smpl_pkl(partial)

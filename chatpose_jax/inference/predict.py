@@ -19,6 +19,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm import tqdm
 
 from chatpose_jax import paths
 from chatpose_jax.body import frames
@@ -125,8 +126,6 @@ def predict_records(
     Raises:
       PromptTooLongError: naming the record whose prompt leaves no room in the context.
     """
-    from tqdm import tqdm
-
     cfg = model.config
     encoded = []
     for record in records:

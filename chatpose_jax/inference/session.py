@@ -28,6 +28,7 @@ from chatpose_jax.model import chatpose, decoding
 from chatpose_jax.model.config import ModelConfig
 from chatpose_jax.model.pose_head import PoseHead, rot6d_hmr2_to_rotmat
 from chatpose_jax.pose_token import strip_space_before_pose
+from chatpose_jax.train.trained_model import load_trained
 
 
 class CheckpointLoadError(ValueError):
@@ -86,7 +87,7 @@ def left_pad(rows: Sequence[np.ndarray], length: int, pad_id: int) -> tuple[np.n
 
 def load_chat_tokenizer(folder: str, config: ModelConfig):
     """AutoTokenizer from `folder`, `<POSE>` appended when missing; its special ids must be the model's."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # lazy: transformers loads PyTorch
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -153,8 +154,6 @@ class ChatModel:
         Raises:
           CheckpointLoadError: one line naming the checkpoint and what is wrong with it.
         """
-        from chatpose_jax.train.trained_model import load_trained
-
         try:
             trained = load_trained(checkpoint)
         except FileNotFoundError as e:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from chatpose_jax.config_types import from_config_dict
+
 
 @dataclasses.dataclass(frozen=True)
 class VisionConfig:
@@ -175,6 +177,4 @@ class ModelConfig:
 
 def model_config_from_dict(d: dict) -> ModelConfig:
     """Inverse of `ModelConfig.to_dict` (lists from JSON become tuples), checked field by field."""
-    from chatpose_jax.config_types import from_config_dict
-
     return from_config_dict(ModelConfig, d, "model")

@@ -50,7 +50,7 @@ def load_pairs(data_dir: str, split: str, texts: str = "all") -> tuple[np.ndarra
     """
     import tensorflow_datasets as tfds  # imported here, as the pipeline below: TensorFlow kept lazy
 
-    from data_pipelines import prepared
+    from data_pipelines import prepared  # lazy: data_pipelines loads TensorFlow
 
     try:
         builder = prepared.open_builder("posescript", data_dir)
