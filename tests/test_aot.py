@@ -166,6 +166,23 @@ def test_two_slices_lay_the_data_axis_across_slices_and_a_wrong_dcn_shape_is_nam
     ), result.stderr[-3000:]
 
 
+def test_two_slices_reduce_gradients_over_dcn_and_gather_weights_inside_each_slice():
+    result = compile_cli(
+        "--config=configs/tiny.py",
+        "--topology=v5e-4",
+        "--num_slices=2",
+        "--nodecode",
+        "--config.mesh.fsdp=2",
+        "--config.mesh.data=-1",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ici = re.search(r"ICI: (.*)", result.stdout).group(1)
+    dcn = re.search(r"DCN: (.*)", result.stdout)
+    assert dcn and "all-reduce" in dcn.group(1) and "all-gather" not in dcn.group(1), result.stdout
+    assert "all-gather" in ici, result.stdout
+    assert re.search(r"DCN [\d.]+ ms", result.stdout), result.stdout
+
+
 @pytest.mark.slow
 def test_llava15_7b_compiles_for_v5p_64():
     result = compile_cli(

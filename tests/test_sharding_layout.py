@@ -186,3 +186,15 @@ def test_collective_bytes_multiply_by_the_loop_trip_count():
 )
 def test_replica_groups_in_each_printed_form(attributes, groups):
     assert hlo._groups(attributes, 4 if "{}" in attributes else 8) == groups
+
+
+def test_groups_that_join_slices_count_over_dcn():
+    found = [
+        hlo.Collective("all-gather", "a", "main", 1000, ((0, 1), (2, 3)), 2, "all-gather"),
+        hlo.Collective("all-reduce", "b", "main", 400, ((0, 2), (1, 3)), 1, "all-reduce"),
+    ]
+    totals = hlo.collective_bytes(found, slice_of_device=[0, 0, 1, 1])
+    assert totals.ici["all-gather"] == 2000 and totals.dcn["all-gather"] == 0
+    assert totals.dcn["all-reduce"] == 400 and totals.ici["all-reduce"] == 0
+    # Ring traffic: (n-1)/n of the buffer for a gather, twice that for an all-reduce.
+    assert totals.ici_traffic == 2 * 0.5 * 1000 and totals.dcn_traffic == 2 * 0.5 * 400

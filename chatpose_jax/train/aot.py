@@ -136,8 +136,8 @@ def largest(tree, prefix: str, count: int = 5) -> list[tuple[str, int]]:
 def network_report(module: hlo_lib.HloModule, mesh) -> hlo_lib.CollectiveBytes:
     """Collective bytes per device and step of a partitioned program on `mesh` (slices from `slice_index`)."""
     devices = list(mesh.devices.flat)
-    found, unknown = hlo_lib.collectives(module, len(devices))
     slices = [getattr(d, "slice_index", 0) for d in devices]
+    found, unknown = hlo_lib.collectives(module, len(devices), len(set(slices)))
     return hlo_lib.collective_bytes(found, slices if len(set(slices)) > 1 else None, unknown)
 
 

@@ -264,6 +264,7 @@ class Collective:
     groups: tuple[tuple[int, ...], ...]
     count: int  # executions per step
     op: str = ""  # the HLO operation that runs it (default: `kind`)
+    across_slices: bool = False  # run by the multislice runtime over DCN (a host-transfer `send`)
 
     @property
     def group_size(self) -> int:
@@ -310,8 +311,11 @@ def _kind(opcode: str) -> str | None:
     return None
 
 
-def collectives(module: HloModule, num_devices: int) -> tuple[list[Collective], list[str]]:
-    """Every collective of the module with its per-step count; the `while` loops whose count is unknown."""
+def collectives(module: HloModule, num_devices: int, num_slices: int = 1) -> tuple[list[Collective], list[str]]:
+    """Every collective of the module with its per-step count; the `while` loops whose count is unknown.
+
+    A program compiled for several slices holds one slice's partitions: its in-slice collectives are
+    HLO collectives over those, its cross-slice ones host-transfer sends (`_megascale_transfers`)."""
     counts, unknown = multiplicities(module)
     found = []
     for comp, body in module.computations.items():
@@ -343,7 +347,32 @@ def collectives(module: HloModule, num_devices: int) -> tuple[list[Collective], 
             )  # fmt: skip
             size = result_bytes if kind == "all-gather" else (operand_bytes or result_bytes)
             found.append(Collective(kind, instr.name, comp, size, groups, counts[comp], kind))
-    return _one_per_channel(module, found), unknown
+    found = _one_per_channel(module, found)
+    found += _megascale_transfers(module, counts, num_slices)
+    return found, unknown
+
+
+_MEGASCALE_KINDS = {
+    "ALL_REDUCE": "all-reduce", "ALL_GATHER": "all-gather", "REDUCE_SCATTER": "reduce-scatter",
+    "ALL_TO_ALL": "all-to-all",
+}  # fmt: skip
+
+
+def _megascale_transfers(module: HloModule, counts: dict[str, int], num_slices: int) -> list[Collective]:
+    """Collectives across slices: a multislice program runs them over DCN as host-transfer `send`s to the
+    multislice runtime (`_xla_megascale_transfer_type`), each device sending its buffer once."""
+    found = []
+    for comp, body in module.computations.items():
+        for instr in body:
+            if instr.opcode != "send" or "_xla_megascale_transfer_type" not in instr.attributes:
+                continue
+            kind = re.search(r'_xla_megascale_transfer_type="(\w+)"', instr.attributes).group(1)
+            shapes = array_shapes(instr.shape)
+            size = math.prod(shapes[0][1]) * DTYPE_BYTES[shapes[0][0]] if shapes else 0
+            group = (tuple(range(num_slices)),)
+            name = _MEGASCALE_KINDS.get(kind, kind.lower().replace("_", "-"))
+            found.append(Collective(name, instr.name, comp, size, group, counts.get(comp, 0), name, True))
+    return found
 
 
 def _one_per_channel(module: HloModule, found: list[Collective]) -> list[Collective]:
@@ -379,8 +408,9 @@ def collective_bytes(
     ops = {k: 0 for k in COLLECTIVE_KINDS}
     ici_traffic = dcn_traffic = 0.0
     for c in found:
-        crosses = slice_of_device is not None and any(
-            len({slice_of_device[d] for d in g if d < len(slice_of_device)}) > 1 for g in c.groups
+        crosses = c.across_slices or (
+            slice_of_device is not None
+            and any(len({slice_of_device[d] for d in g if d < len(slice_of_device)}) > 1 for g in c.groups)
         )
         table = dcn if crosses else ici
         table[c.kind] += c.bytes * c.count
