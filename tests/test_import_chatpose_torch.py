@@ -15,7 +15,7 @@ from torch import nn
 from chatpose_jax.convert.chatpose_torch import import_chatpose_torch, load_chatpose_torch
 from chatpose_jax.convert.checkpoint_io import load_checkpoint_tokenizer, load_model_checkpoint
 from chatpose_jax.convert.hf import CheckpointError
-from chatpose_jax.convert.hf import _flatten as hf_flatten
+from chatpose_jax.convert.hf_schema import flatten as hf_flatten
 from chatpose_jax.model import chatpose
 
 SEG_ID = 160  # [SEG]: one row past the 160-token base vocabulary

@@ -42,6 +42,7 @@ import ml_dtypes
 import numpy as np
 
 from chatpose_jax.convert import hf
+from chatpose_jax.convert import hf_schema as schema
 from chatpose_jax.convert.checkpoint_io import save_model_checkpoint
 from chatpose_jax.convert.hf import CheckpointError, VocabPlan
 from chatpose_jax.convert.tensor_files import TensorFiles
@@ -368,7 +369,7 @@ def load_chatpose_torch(
     for name in state.keys():
         if name in _POSE_HEAD.values() or name.startswith("model.text_hidden_fcs."):
             continue
-        canon = hf.canonical_name(name, hf.ORIGINAL_LLAVA)
+        canon = schema.canonical_name(name, schema.ORIGINAL_LLAVA)
         if canon is None:
             continue
         if canon.startswith("?"):
@@ -379,7 +380,7 @@ def load_chatpose_torch(
     if vision_dir is not None:
         vision_files = TensorFiles(vision_dir)
         for name in vision_files.keys():
-            canon = hf._clip_canonical(name)
+            canon = schema.clip_canonical(name)
             if canon is not None:
                 names[canon] = (vision_files, name)
     params, shardings = hf.read_params(config, plan, names, ckpt, mesh, logical_axis_rules)

@@ -12,7 +12,8 @@ Layouts read:
     `model.vision_tower.vision_tower.*`. Its image placeholder (`<image>`) is added as a token.
 
 Every checkpoint name is first normalised to one canonical form (`language_model.layers.0...`,
-`vision_tower.encoder.layers.0...`, `multi_modal_projector.linear_1...`, `lm_head.weight`), then
+`vision_tower.encoder.layers.0...`, `multi_modal_projector.linear_1...`, `lm_head.weight`; the
+names, families and activations are `convert.hf_schema`'s, which export-hf reads too), then
 each leaf of our params tree is read from its canonical tensor, transposed where torch stores
 [out, in], cast to the param dtype and placed straight into its target sharding slice by slice
 (`jax.make_array_from_callback` over a memory map), so host memory holds at most one tensor.
@@ -32,7 +33,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 from typing import Any
 
 import flax.linen as nn
@@ -40,6 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from chatpose_jax.convert import hf_schema as schema
+from chatpose_jax.convert.hf_schema import HF_LLAVA, ORIGINAL_LLAVA
 from chatpose_jax.convert.tensor_files import TensorFiles
 from chatpose_jax.model import chatpose
 from chatpose_jax.model.config import ModelConfig, PoseHeadConfig, ProjectorConfig, TextConfig, VisionConfig
@@ -50,9 +52,6 @@ POSE_TOKEN = "<POSE>"
 IMAGE_TOKEN = "<image>"
 POSE_HEAD_FILE = "pose_head.safetensors"  # written by export-hf: fc1/fc2 .weight [out, in] and .bias
 POSE_HEAD_JSON = "pose_head.json"
-HF_LLAVA = "hf_llava"
-ORIGINAL_LLAVA = "original_llava"
-_IGNORED = re.compile(r"(rotary_emb\.inv_freq|embeddings\.position_ids)$")
 
 
 class CheckpointError(ValueError):
@@ -96,20 +95,6 @@ def _read_json(path: str) -> dict:
         return json.load(f)
 
 
-# What each supported family fixes that its transformers config does not state as a field.
-TEXT_FAMILIES = {
-    "llama": dict(qkv_bias=False),
-    "mistral": dict(qkv_bias=False),
-    "qwen2": dict(qkv_bias=True),  # q/k/v carry a bias, o_proj and the MLP do not
-}
-VISION_FAMILIES = {
-    "clip_vision_model": dict(class_token=True, pre_layernorm=True, patch_bias=False),
-    "siglip_vision_model": dict(class_token=False, pre_layernorm=False, patch_bias=True),
-}
-_HIDDEN_ACT = {"quick_gelu": "quick_gelu", "gelu": "gelu", "gelu_pytorch_tanh": "gelu_tanh", "silu": "silu"}
-_ROPE_TYPES = ("default", "llama3")
-
-
 def _rope_fields(tc, where: str) -> dict:
     """TextConfig rope fields from `rope_parameters` (transformers 5) or `rope_theta` / `rope_scaling` (older)."""
     rope = dict(getattr(tc, "rope_parameters", None) or {})
@@ -120,19 +105,11 @@ def _rope_fields(tc, where: str) -> dict:
         rope["rope_type"] = rope["type"]
     theta = rope.get("rope_theta", getattr(tc, "rope_theta", None) or 10000.0)
     rope_type = rope.get("rope_type") or "default"
-    if rope_type not in _ROPE_TYPES:
+    if rope_type not in schema.ROPE_TYPES:
         raise CheckpointError(
-            f"{where}: rope scaling of type {rope_type!r} is not supported (supported: {', '.join(_ROPE_TYPES)})"
+            f"{where}: rope scaling of type {rope_type!r} is not supported (supported: {', '.join(schema.ROPE_TYPES)})"
         )
-    fields = dict(rope_theta=float(theta), rope_type=rope_type)
-    if rope_type == "llama3":
-        fields.update(
-            rope_factor=float(rope["factor"]),
-            rope_low_freq_factor=float(rope["low_freq_factor"]),
-            rope_high_freq_factor=float(rope["high_freq_factor"]),
-            rope_original_max_position_embeddings=int(rope["original_max_position_embeddings"]),
-        )
-    return fields
+    return schema.rope_fields(rope, theta)
 
 
 def _sliding_window(tc, model_type: str, where: str) -> int:
@@ -151,16 +128,16 @@ def _sliding_window(tc, model_type: str, where: str) -> int:
 def _text_config(tc, vocab_rows: int, where: str = "text_config", model_type: str | None = None) -> TextConfig:
     """Our TextConfig of a transformers decoder config; `model_type` overrides `tc.model_type` (original LLaVA)."""
     model_type = model_type or tc.model_type
-    family = TEXT_FAMILIES.get(model_type)
+    family = schema.TEXT_FAMILIES.get(model_type)
     if family is None:
         raise CheckpointError(
-            f"{where}: decoder family {model_type!r} is not supported (supported: {', '.join(TEXT_FAMILIES)})"
+            f"{where}: decoder family {model_type!r} is not supported (supported: {', '.join(schema.TEXT_FAMILIES)})"
         )
     for flag in ("attention_bias", "mlp_bias"):
         if model_type == "llama" and getattr(tc, flag, False):
             raise CheckpointError(f"{where}: llama with {flag}=True is not supported")
-    act = _HIDDEN_ACT.get(getattr(tc, "hidden_act", "silu"))
-    if act not in ("silu", "gelu", "gelu_tanh"):
+    act = schema.OUR_ACT.get(getattr(tc, "hidden_act", "silu"))
+    if act not in schema.TEXT_ACTS:
         raise CheckpointError(f"{where}: decoder hidden_act {tc.hidden_act!r} is not supported")
     head_dim = getattr(tc, "head_dim", None) or 0
     if head_dim == tc.hidden_size // tc.num_attention_heads:
@@ -184,13 +161,13 @@ def _text_config(tc, vocab_rows: int, where: str = "text_config", model_type: st
 
 
 def _vision_config(vc, feature_layer: int, feature_select: str, where: str = "vision_config") -> VisionConfig:
-    family = VISION_FAMILIES.get(vc.model_type)
+    family = schema.VISION_FAMILIES.get(vc.model_type)
     if family is None:
         raise CheckpointError(
-            f"{where}: vision tower {vc.model_type!r} is not supported (supported: {', '.join(VISION_FAMILIES)})"
+            f"{where}: vision tower {vc.model_type!r} is not supported (supported: {', '.join(schema.VISION_FAMILIES)})"
         )
-    act = _HIDDEN_ACT.get(vc.hidden_act)
-    if act not in ("quick_gelu", "gelu", "gelu_tanh"):
+    act = schema.OUR_ACT.get(vc.hidden_act)
+    if act not in schema.VISION_ACTS:
         raise CheckpointError(f"{where}: hidden_act {vc.hidden_act!r} is not supported")
     if feature_select == "default" and not family["class_token"]:
         raise CheckpointError(
@@ -218,20 +195,20 @@ def check_families(raw: dict, where: str) -> None:
     vision = raw.get("vision_config") or {}
     text_type = text.get("model_type", "llama")  # LlavaConfig's defaults
     vision_type = vision.get("model_type", "clip_vision_model")
-    if text_type not in TEXT_FAMILIES:
+    if text_type not in schema.TEXT_FAMILIES:
         raise CheckpointError(
-            f"{where}: decoder family {text_type!r} is not supported (supported: {', '.join(TEXT_FAMILIES)})"
+            f"{where}: decoder family {text_type!r} is not supported (supported: {', '.join(schema.TEXT_FAMILIES)})"
         )
-    if vision_type not in VISION_FAMILIES:
+    if vision_type not in schema.VISION_FAMILIES:
         raise CheckpointError(
-            f"{where}: vision tower {vision_type!r} is not supported (supported: {', '.join(VISION_FAMILIES)})"
+            f"{where}: vision tower {vision_type!r} is not supported (supported: {', '.join(schema.VISION_FAMILIES)})"
         )
     for key in ("rope_parameters", "rope_scaling"):
         rope = text.get(key) or {}
         rope_type = rope.get("rope_type", rope.get("type", "default"))
-        if rope_type not in _ROPE_TYPES:
+        if rope_type not in schema.ROPE_TYPES:
             raise CheckpointError(
-                f"{where}: rope scaling of type {rope_type!r} is not supported (supported: {', '.join(_ROPE_TYPES)})"
+                f"{where}: rope scaling of type {rope_type!r} is not supported (supported: {', '.join(schema.ROPE_TYPES)})"
             )
 
 
@@ -386,81 +363,14 @@ def hf_model_config(
 
 
 # ---------------------------------------------------------------------------------------------
-# Tensor names
-
-
-def canonical_name(name: str, layout: str) -> str | None:
-    """One name for a tensor whatever the layout wrote; None for tensors we do not read."""
-    if _IGNORED.search(name):
-        return None
-    rules = [
-        (r"^language_model\.model\.", "language_model."),
-        (r"^language_model\.lm_head\.", "lm_head."),
-        (r"^model\.language_model\.", "language_model."),
-        (r"^model\.vision_tower\.vision_tower\.vision_model\.", "vision_tower."),  # original, tower included
-        (r"^model\.vision_tower\.(vision_model\.)?", "vision_tower."),
-        (r"^vision_tower\.vision_model\.", "vision_tower."),
-        (r"^model\.multi_modal_projector\.", "multi_modal_projector."),
-        (r"^model\.mm_projector\.0\.", "multi_modal_projector.linear_1."),
-        (r"^model\.mm_projector\.2\.", "multi_modal_projector.linear_2."),
-        (r"^model\.mm_projector\.", "multi_modal_projector.linear_1."),  # "linear" projector: one Linear
-    ]
-    for pattern, repl in rules:
-        if re.match(pattern, name):
-            return re.sub(pattern, repl, name)
-    if layout == ORIGINAL_LLAVA and name.startswith("model."):
-        return "language_model." + name[len("model.") :]
-    if name.startswith(("vision_tower.", "multi_modal_projector.", "language_model.", "lm_head.")):
-        return name
-    return "?" + name
-
-
-def _clip_canonical(name: str) -> str | None:
-    """Names in a standalone CLIP folder (CLIPModel: `vision_model.*`; a CLIPVisionModel saved by
-    transformers >= 5.6: no prefix); None outside the vision model (text tower, projections)."""
-    if _IGNORED.search(name):
-        return None
-    if name.startswith("vision_model."):
-        return "vision_tower." + name[len("vision_model.") :]
-    if name.startswith(("embeddings.", "encoder.", "pre_layrnorm.", "post_layernorm.")):
-        return "vision_tower." + name
-    return None
-
-
-def _hf_name(path: tuple[str, ...]) -> tuple[str, str]:
-    """Our params path -> (canonical HF name, how to transform: 'linear' | 'conv' | 'copy' | 'vocab')."""
-    leaf = path[-1]
-    parts = []
-    for p in path[:-1]:
-        m = re.fullmatch(r"layers_(\d+)", p)
-        parts.append(f"layers.{m.group(1)}" if m else p)
-    if path[0] == "vision_tower" and path[1].startswith("layers_"):
-        parts.insert(1, "encoder")
-    if path == ("vision_tower", "embeddings", "class_embedding"):
-        return "vision_tower.embeddings.class_embedding", "copy"
-    if path == ("vision_tower", "embeddings", "position_embedding"):
-        return "vision_tower.embeddings.position_embedding.weight", "copy"
-    if path == ("vision_tower", "embeddings", "patch_embedding", "kernel"):
-        return "vision_tower.embeddings.patch_embedding.weight", "conv"
-    if path in (("language_model", "embed_tokens", "embedding"), ("lm_head", "kernel")):
-        return ".".join(parts) + ".weight", "vocab"
-    if leaf == "kernel":
-        return ".".join(parts) + ".weight", "linear"
-    if leaf in ("scale", "embedding"):
-        return ".".join(parts) + ".weight", "copy"
-    return ".".join(parts) + "." + leaf, "copy"
+# Tensor shapes
 
 
 def _expected_hf_shape(kind: str, shape: tuple[int, ...], cfg: ModelConfig, plan: VocabPlan, path) -> tuple[int, ...]:
-    if kind == "linear":
-        return (shape[1], shape[0])
-    if kind == "conv":
-        p, c = cfg.vision.patch_size, cfg.vision.num_channels
-        return (shape[1], c, p, p)
+    """The checkpoint's shape of our leaf: the schema's, with the checkpoint's own vocabulary rows."""
     if kind == "vocab":
-        d = cfg.text.hidden_size
-        return (plan.checkpoint_rows, d)
-    return tuple(shape)
+        return (plan.checkpoint_rows, cfg.text.hidden_size)
+    return schema.torch_shape(shape, kind, path, cfg)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -541,7 +451,7 @@ def load_llava(
     names: dict[str, tuple[TensorFiles, str]] = {}
     unexpected = []
     for name in files.keys():
-        canon = canonical_name(name, layout)
+        canon = schema.canonical_name(name, layout)
         if canon is None:
             continue
         if canon.startswith("?"):
@@ -552,7 +462,7 @@ def load_llava(
     if layout == ORIGINAL_LLAVA and not any(n.startswith("vision_tower.") for n in names):
         vision_files = TensorFiles(_source_vision_folder(path, vision_tower_path))
         for name in vision_files.keys():
-            canon = _clip_canonical(name)
+            canon = schema.clip_canonical(name)
             if canon is not None:
                 names[canon] = (vision_files, name)
 
@@ -588,15 +498,15 @@ def read_params(
         shardings = chatpose.variable_shardings(config, mesh, logical_axis_rules)["params"]
     param_dtype = chatpose.DTYPES[config.param_dtype]
 
-    flat_shapes = {k: v for k, v in _flatten(shapes).items() if k[0] != "pose_head"}
-    flat_shardings = _flatten(shardings)
+    flat_shapes = {k: v for k, v in schema.flatten(shapes).items() if k[0] != "pose_head"}
+    flat_shardings = schema.flatten(shardings)
     stacked = config.scan_layers
     params_flat = {}
     for key, struct_ in flat_shapes.items():
-        layer_paths = _layer_paths(key, config) if stacked else [key]
+        layer_paths = schema.layer_paths(key, config) if stacked else [key]
         reads = []
         for lp in layer_paths:
-            hf_name, kind = _hf_name(lp)
+            hf_name, kind = schema.hf_name(lp)
             if hf_name not in names:
                 raise CheckpointError(
                     f"{path}: missing tensor {hf_name} (for params/{'/'.join(lp)}), expected shape "
@@ -619,7 +529,7 @@ def read_params(
         host = _Lazy(struct_.shape, param_dtype, read)
         params_flat[key] = jax.make_array_from_callback(struct_.shape, flat_shardings[key], lambda idx, h=host: h[idx])
 
-    return _unflatten(params_flat), shardings
+    return schema.unflatten(params_flat), shardings
 
 
 def read_pose_head(owner, config: ModelConfig, shardings: dict) -> dict:
@@ -655,35 +565,8 @@ def _source_vision_folder(path: str, vision_tower_path: str | None) -> str:
     return vision_tower_path or _read_json(os.path.join(path, "config.json"))["mm_vision_tower"]
 
 
-def _layer_paths(key: tuple[str, ...], config: ModelConfig) -> list[tuple[str, ...]]:
-    """A scanned leaf language_model/layers/... stands for one per-layer path per layer."""
-    if key[:2] != ("language_model", "layers"):
-        return [key]
-    return [("language_model", f"layers_{i}", *key[2:]) for i in range(config.text.num_layers)]
-
-
 def _init_pose_head(config: ModelConfig, shardings, rng) -> dict:
     dtype, param_dtype = chatpose.DTYPES[config.dtype], chatpose.DTYPES[config.param_dtype]
     head = PoseHead(config.pose_head, config.text.hidden_size, dtype, param_dtype, config.initializer_range)
     init = lambda r: nn.unbox(head.init(r, jnp.zeros((1, config.text.hidden_size), dtype)))["params"]  # noqa: E731
     return jax.jit(init, out_shardings=shardings)(rng)
-
-
-def _flatten(tree: dict, prefix=()) -> dict:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, (*prefix, k)))
-        else:
-            out[(*prefix, k)] = v
-    return out
-
-
-def _unflatten(flat: dict) -> dict:
-    out: dict = {}
-    for key, value in flat.items():
-        node = out
-        for k in key[:-1]:
-            node = node.setdefault(k, {})
-        node[key[-1]] = value
-    return out

@@ -21,14 +21,13 @@ import os
 
 import numpy as np
 
-from chatpose_jax.convert import hf
+from chatpose_jax.convert import hf_schema as schema
 from chatpose_jax.export.hf_export import (
     SafetensorsWriter,
     _Tensor,
     merged_leaf,
     plan_tensors,
     to_host,
-    to_torch_layout,
 )
 from chatpose_jax.export.hf_export import _get as get_leaf
 from chatpose_jax.export.hf_export import _lora_node as lora_node
@@ -69,11 +68,11 @@ def chatpose_state_dict(config: ModelConfig, params: dict, lora: dict | None = N
     for leaf in plan_tensors(config, params):
         value = to_host(merged_leaf(get_leaf(params, leaf.key), lora_node(lora or None, leaf.key), config.lora))
         for i, (t, kind, lp) in enumerate(zip(leaf.tensors, leaf.kinds, leaf.layer_paths, strict=True)):
-            array = to_torch_layout(value[i] if leaf.stacked else value, kind, lp, config)
+            array = schema.to_torch_layout(value[i] if leaf.stacked else value, kind, lp, config)
             if kind == "vocab":
                 array = array[:rows]
             out[released_name(t.name, config)] = array
-    head = {k: to_host(v) for k, v in hf._flatten(params["pose_head"]).items()}
+    head = {k: to_host(v) for k, v in schema.flatten(params["pose_head"]).items()}
     for layer, index in (("fc1", 0), ("fc2", 2)):
         out[f"model.text_hidden_fcs.0.{index}.weight"] = np.asarray(head[(layer, "kernel")]).T
         out[f"model.text_hidden_fcs.0.{index}.bias"] = np.asarray(head[(layer, "bias")])

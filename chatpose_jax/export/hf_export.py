@@ -15,7 +15,7 @@ and `AutoTokenizer.from_pretrained`):
 Tensor names are the ones transformers' own `save_pretrained` writes for LLaVA
 (`language_model.model.*`, `language_model.lm_head.weight`, `vision_tower.vision_model.*`,
 `multi_modal_projector.*`): every transformers version that loads llava-hf hub files loads them.
-Each name is the inverse of the importer's mapping (`convert.hf._hf_name`), so
+Names and layouts come from the schema the importer reads too (`convert.hf_schema`), so
 `load_llava(export_hf(x)) == x` bit for bit (same param dtype).
 
 Memory: the shard layout is planned from shapes alone, so each shard's header is written first and
@@ -40,6 +40,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from chatpose_jax.convert import hf
+from chatpose_jax.convert import hf_schema as schema
 from chatpose_jax.model.config import ModelConfig
 from chatpose_jax.model.lora import merge_lora
 from chatpose_jax.train.trained_model import load_trained
@@ -60,8 +61,6 @@ _SAFETENSORS_DTYPE = {
     np.dtype(ml_dtypes.bfloat16): "BF16",
     np.dtype(np.float64): "F64",
 }
-_HIDDEN_ACT = {"quick_gelu": "quick_gelu", "gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh"}
-_TEXT_ACT = {"silu": "silu", "gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh"}
 _OUR_FILES = ("model-*-of-*.safetensors", "model.safetensors", INDEX_FILE, "pose_head.*")
 
 
@@ -71,41 +70,6 @@ class ExportError(ValueError):
 
 # ---------------------------------------------------------------------------------------------
 # Names and layouts
-
-
-def stored_name(canonical: str) -> str:
-    """Canonical name (see `convert.hf.canonical_name`) -> the name transformers' `save_pretrained` writes."""
-    if canonical == "lm_head.weight":
-        return "language_model.lm_head.weight"
-    if canonical.startswith("language_model."):
-        return "language_model.model." + canonical[len("language_model.") :]
-    if canonical.startswith("vision_tower."):
-        return "vision_tower.vision_model." + canonical[len("vision_tower.") :]
-    return canonical
-
-
-def to_torch_layout(value: np.ndarray, kind: str, path: tuple[str, ...], config: ModelConfig) -> np.ndarray:
-    """Our leaf -> the HF tensor (inverse of `convert.hf._param_source`).
-
-    linear: kernel [in, out] -> weight [out, in]; conv: kernel [C*p*p, D] -> weight [D, C, p, p];
-    vocab: embedding [V, d] as is, lm_head kernel [d, V] -> [V, d]; copy: as is.
-    """
-    if kind == "linear" or (kind == "vocab" and path[0] == "lm_head"):
-        return value.T
-    if kind == "conv":
-        p, c = config.vision.patch_size, config.vision.num_channels
-        return value.T.reshape(value.shape[1], c, p, p)
-    return value
-
-
-def torch_shape(shape: tuple[int, ...], kind: str, path: tuple[str, ...], config: ModelConfig) -> tuple[int, ...]:
-    """The shape `to_torch_layout` gives a leaf of `shape`, computed without any array."""
-    if kind == "linear" or (kind == "vocab" and path[0] == "lm_head"):
-        return tuple(reversed(shape))
-    if kind == "conv":
-        p, c = config.vision.patch_size, config.vision.num_channels
-        return (shape[1], c, p, p)
-    return tuple(shape)
 
 
 def _get(tree: dict, key: tuple[str, ...]):
@@ -139,17 +103,17 @@ class _Leaf:
 def plan_tensors(config: ModelConfig, params: dict) -> list[_Leaf]:
     """Every model leaf (pose head excluded) with the HF names, shapes and dtypes it is written as."""
     leaves = []
-    for key, value in sorted(hf._flatten(params).items()):  # one order whatever built the dict
+    for key, value in sorted(schema.flatten(params).items()):  # one order whatever built the dict
         if key[0] == "pose_head":
             continue
-        layer_paths = hf._layer_paths(key, config) if config.scan_layers else [key]
+        layer_paths = schema.layer_paths(key, config) if config.scan_layers else [key]
         stacked = config.scan_layers and len(layer_paths) > 1
         leaf_shape = tuple(value.shape[1:] if stacked else value.shape)
         tensors, kinds = [], []
         for lp in layer_paths:
-            canonical, kind = hf._hf_name(lp)
-            shape = torch_shape(leaf_shape, kind, lp, config)
-            tensors.append(_Tensor(stored_name(canonical), tuple(shape), np.dtype(value.dtype)))
+            canonical, kind = schema.hf_name(lp)
+            shape = schema.torch_shape(leaf_shape, kind, lp, config)
+            tensors.append(_Tensor(schema.stored_name(canonical), tuple(shape), np.dtype(value.dtype)))
             kinds.append(kind)
         leaves.append(_Leaf(key, tuple(tensors), tuple(kinds), tuple(layer_paths), stacked))
     return leaves
@@ -219,18 +183,6 @@ class SafetensorsWriter:
 # Config files
 
 
-def _rope_parameters(t) -> dict:
-    rope = {"rope_type": t.rope_type, "rope_theta": t.rope_theta}
-    if t.rope_type == "llama3":
-        rope.update(
-            factor=t.rope_factor,
-            low_freq_factor=t.rope_low_freq_factor,
-            high_freq_factor=t.rope_high_freq_factor,
-            original_max_position_embeddings=t.rope_original_max_position_embeddings,
-        )
-    return rope
-
-
 def text_config(t, config: ModelConfig):
     """The transformers decoder config that expresses `t`: qwen2 for q/k/v biases, mistral for a window, else llama.
 
@@ -248,9 +200,9 @@ def text_config(t, config: ModelConfig):
         head_dim=t.resolved_head_dim,
         max_position_embeddings=t.max_position_embeddings,
         rms_norm_eps=t.rms_norm_eps,
-        rope_parameters=_rope_parameters(t),
+        rope_parameters=schema.rope_parameters(t),
         tie_word_embeddings=t.tie_word_embeddings,
-        hidden_act=_TEXT_ACT[t.hidden_act],
+        hidden_act=schema.HF_ACT[t.hidden_act],
         bos_token_id=config.bos_token_id,
         eos_token_id=config.eos_token_id,
         pad_token_id=config.pad_token_id,
@@ -267,7 +219,7 @@ def vision_config(v):
     """CLIPVisionConfig or SiglipVisionConfig (without pooling head) for `v`; another mix is refused."""
     from transformers import CLIPVisionConfig, SiglipVisionConfig  # lazy: transformers loads PyTorch
 
-    family = (v.class_token, v.pre_layernorm, v.patch_bias)
+    family = schema.vision_family(v)
     fields = dict(
         hidden_size=v.hidden_size,
         intermediate_size=v.intermediate_size,
@@ -277,11 +229,11 @@ def vision_config(v):
         image_size=v.image_size,
         patch_size=v.patch_size,
         layer_norm_eps=v.layer_norm_eps,
-        hidden_act=_HIDDEN_ACT[v.hidden_act],
+        hidden_act=schema.HF_ACT[v.hidden_act],
     )
-    if family == (True, True, False):
+    if family == "clip_vision_model":
         return CLIPVisionConfig(**fields)
-    if family == (False, False, True):
+    if family == "siglip_vision_model":
         return SiglipVisionConfig(**fields, vision_use_head=False)
     raise ExportError(
         f"model.vision: class_token={v.class_token}, pre_layernorm={v.pre_layernorm}, patch_bias={v.patch_bias} "
@@ -451,11 +403,11 @@ def export_hf(
                 for done in [k for k in writers if k < index]:
                     writers.pop(done).close()
                 writers[index] = SafetensorsWriter(os.path.join(out_dir, files[index]), shards[index])
-            writers[index].write(t.name, to_torch_layout(value[i] if leaf.stacked else value, kind, lp, config))
+            writers[index].write(t.name, schema.to_torch_layout(value[i] if leaf.stacked else value, kind, lp, config))
         del value
     for w in writers.values():
         w.close()
-    head = {k: to_host(v) for k, v in hf._flatten(params["pose_head"]).items()}
+    head = {k: to_host(v) for k, v in schema.flatten(params["pose_head"]).items()}
     if writer_process:
         total = sum(t.nbytes for shard in shards for t in shard)
         with open(os.path.join(out_dir, INDEX_FILE), "w") as f:
