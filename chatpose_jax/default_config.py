@@ -186,6 +186,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.num_steps = 5000  # LISA: 10 epochs x 500 steps
     c.train.batch_size = 160  # global sequences per optimizer step (LISA: 2 x 10 accum x 8 GPUs) ...
     c.train.grad_accum_steps = 10  # ... in 10 micro-batches
+    # c.mesh (parallel.mesh.MeshConfig): data=-1 takes every device the other axes leave; fsdp shards
+    # parameters and the batch (ZeRO-3 style); tensor shards heads, MLP width and vocabulary. dcn_* lay
+    # an axis over slices: with all three at 1, several slices put the data axis across them; dcn_fsdp
+    # is allowed but gathers parameters over DCN in every layer; dcn_tensor must stay 1.
     return c
 
 
