@@ -326,7 +326,9 @@ def test_gradients_finite_at_rest_and_match_finite_differences():
     # Gradients with respect to the model's own arrays (e.g. to fit a template) flow too.
     g_model = jax.jit(jax.grad(lambda m: jnp.sum(m(body_pose=zeros_pose).vertices)))(model)
     assert g_model.v_template.shape == model.v_template.shape
-    np.testing.assert_allclose(g_model.v_template, 1.0, atol=1e-5)  # rest pose: vertices = v_template
+    # Rest pose: vertices = v_template, so each vertex's gradient is its skinning weights' sum (1 within 5e-8);
+    # XLA:CPU's float32 skinning through the 24 joint transforms adds up to ~1.2e-5 of rounding.
+    np.testing.assert_allclose(g_model.v_template, 1.0, atol=3e-5)
 
 
 @pytest.mark.parametrize("vertex_block", [64, 1000, 4000])
