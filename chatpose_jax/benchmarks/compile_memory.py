@@ -110,12 +110,11 @@ def maxtext(case: Case, python: str, workdir: str) -> dict:
         check=True,
     )
     base = Path(locate.stdout.strip()) / "configs" / "base.yml"
-    policy = {"none": "minimal", "full": "full"}.get(case.remat, case.remat)  # MaxText has no "none"
     command = [
         python, "-m", "maxtext.trainers.pre_train.train_compile", str(base),
         f"compile_topology={case.slice_name}", "compile_topology_num_slices=1",
         f"model_name={MAXTEXT_MODELS[case.model]}", f"per_device_batch_size={case.per_chip}",
-        "max_target_length=1024", f"remat_policy={policy}", "dataset_type=synthetic",
+        "max_target_length=1024", f"remat_policy={case.remat}", "dataset_type=synthetic",
         "run_name=chatpose_compare", f"base_output_directory={workdir}",
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_", "JAX_"))}
