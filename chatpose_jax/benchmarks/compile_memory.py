@@ -43,7 +43,10 @@ class Case:
 
     @classmethod
     def parse(cls, text: str) -> Case:
-        model, slice_name, per_chip, remat = text.split(":")
+        parts = text.split(":")
+        if len(parts) != 4 or not parts[2].isdigit():
+            raise ValueError(f"case {text!r}: expected MODEL:SLICE:SEQUENCES_PER_CHIP:REMAT, e.g. 7b:v5p-128:4:full")
+        model, slice_name, per_chip, remat = parts
         if model not in CONFIGS:
             raise ValueError(f"case {text!r}: model {model!r} is not one of {sorted(CONFIGS)}")
         return cls(model, slice_name, int(per_chip), remat)
