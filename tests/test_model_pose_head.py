@@ -68,3 +68,42 @@ def test_hmr2_layout_is_not_spin_layout():
     np.testing.assert_allclose(
         np.asarray(rot6d_hmr2_to_rotmat(jnp.asarray(x))), [[0, -1, 0], [1, 0, 0], [0, 0, 1]], atol=1e-6
     )
+
+
+def _rodrigues(axis_angle):
+    angle = np.linalg.norm(axis_angle)
+    k = np.asarray(axis_angle) / angle
+    cross = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
+
+
+def test_fresh_pose_head_starts_upright_in_the_camera_frame():
+    """At init (a zero state) the root is an upright person facing the camera in the OpenCV frame,
+    the body joints the identity: the rest pose of the targets' frame."""
+    import jax
+
+    from chatpose_jax.body.frames import UPRIGHT_FACING_CAMERA_ROOT
+    from chatpose_jax.model.pose_head import PoseHead, rot6d_hmr2_to_rotmat
+
+    head = PoseHead(PoseHeadConfig(num_joints=24, max_poses=1), hidden_size=16)
+    params = head.init(jax.random.PRNGKey(0), jnp.zeros((16,)))
+    rotmat = np.asarray(rot6d_hmr2_to_rotmat(head.apply(params, jnp.zeros((16,)))))
+    np.testing.assert_allclose(rotmat[0], _rodrigues(UPRIGHT_FACING_CAMERA_ROOT), atol=1e-6)
+    np.testing.assert_allclose(rotmat[1:], np.broadcast_to(np.eye(3), (23, 3, 3)), atol=1e-6)
+
+
+def test_identity_start_has_no_l1_gradient_towards_an_upright_camera_root():
+    """Why the root does not start at the identity: 180 degrees from the target, the L1 loss on
+    the Gram-Schmidt matrix is flat (the error is radial to each normalised column)."""
+    import jax
+
+    from chatpose_jax.model.pose_head import IDENTITY_ROT6D, UPRIGHT_ROOT_ROT6D, rot6d_hmr2_to_rotmat
+
+    target = jnp.asarray(np.diag([1.0, -1.0, -1.0]), jnp.float32)
+
+    def l1(x):
+        return jnp.abs(rot6d_hmr2_to_rotmat(x) - target).mean()
+
+    assert float(l1(jnp.asarray(IDENTITY_ROT6D))) > 0.4
+    np.testing.assert_array_equal(np.asarray(jax.grad(l1)(jnp.asarray(IDENTITY_ROT6D))), 0.0)
+    assert float(l1(jnp.asarray(UPRIGHT_ROOT_ROT6D))) < 1e-7

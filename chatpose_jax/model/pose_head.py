@@ -40,17 +40,29 @@ except ImportError:  # pragma: no cover - depends on which modules are present
         return jnp.stack([b1, b2, b3], axis=-1)
 
 
-def identity_rot6d_bias(key, shape, dtype=jnp.float32) -> jax.Array:
-    """fc2's initial bias: every joint at the identity rotation in the HMR2.0 6D layout.
+# The HMR2.0 6D layout holds a rotation's first two columns: (1,0,0, 0,1,0) is the identity.
+IDENTITY_ROT6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+# The root of a person standing upright and facing the camera in the OpenCV camera frame the pose
+# head's root lives in: diag(1, -1, -1) (body/frames.py's UPRIGHT_FACING_CAMERA_ROOT).
+UPRIGHT_ROOT_ROT6D = (1.0, 0.0, 0.0, 0.0, -1.0, 0.0)
+
+
+def rest_pose_rot6d_bias(key, shape, dtype=jnp.float32) -> jax.Array:
+    """fc2's initial bias: the root upright and facing the camera, every body joint at the identity.
 
     A zero bias would start every joint at the Gram-Schmidt of small noise, a random rotation;
     starting at the rest pose (as HMR2.0 starts from its mean pose) lets training refine a body
-    rather than untangle random joints. Only the initial value: the function stays
-    Linear-ReLU-Linear, so released weights load unchanged.
+    rather than untangle random joints. The root starts at diag(1, -1, -1), not the identity: the
+    targets' roots are in the OpenCV camera frame, where an upright person is 180 degrees about x
+    from the identity, and at exactly 180 degrees the L1 loss on the Gram-Schmidt matrix has no
+    gradient (the error is radial to the normalised column), so an identity start never turns.
+    Only the initial value: the function stays Linear-ReLU-Linear, so released weights load
+    unchanged. shape: (num_joints * 6,).
     """
     del key
-    identity = jnp.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0], dtype)
-    return jnp.tile(identity, shape[0] // 6).astype(dtype)
+    num_joints = shape[0] // 6
+    rest = jnp.array([UPRIGHT_ROOT_ROT6D] + [IDENTITY_ROT6D] * (num_joints - 1), jnp.float32)
+    return rest.reshape(-1).astype(dtype)
 
 
 class PoseHead(nn.Module):
@@ -67,7 +79,7 @@ class PoseHead(nn.Module):
         dense = dict(use_bias=True, dtype=self.dtype, param_dtype=self.param_dtype, init_std=self.init_std)
         x = Linear(self.hidden_size, ("embed", "mlp"), name="fc1", **dense)(hidden)
         x = jax.nn.relu(x)
-        x = Linear(self.cfg.num_joints * 6, ("mlp", "joints"), name="fc2", bias_init=identity_rot6d_bias, **dense)(x)
+        x = Linear(self.cfg.num_joints * 6, ("mlp", "joints"), name="fc2", bias_init=rest_pose_rot6d_bias, **dense)(x)
         return x.astype(jnp.float32).reshape(*x.shape[:-1], self.cfg.num_joints, 6)
 
 
