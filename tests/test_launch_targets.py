@@ -1,7 +1,7 @@
 """launch/launch.py: every target's rendering holds what its scheduler requires; the runner drives fake tools.
 
 Rendering is checked by structure (parsed YAML, #SBATCH lines, argv recovered with shlex), and
-each target's `--dry_run` for fixed inputs (and every README "Running at scale" command) must
+each target's `--dry_run` for fixed inputs (and every launch.py command in README.md and docs/) must
 equal a reviewed snapshot under tests/snapshots/launch_*; shell scripts pass shellcheck. No test
 calls gcloud, kubectl, xpk or sbatch: the run tests put fake ones on PATH.
 
@@ -35,6 +35,7 @@ from launch import launch, render  # noqa: E402
 from launch.render import Parallel, Step, WriteFile  # noqa: E402
 from launch.spec import CodeSource, LaunchSpec, SpecError, parse_tpu  # noqa: E402
 from launch.targets import gke, queued_resource, slurm, tpu_vm, xpk  # noqa: E402
+from tests import doc_commands  # noqa: E402
 
 LAUNCHER = REPO / "launch" / "launch.py"
 GIT = CodeSource("git", "https://example.invalid/chatpose-jax.git", "0123456789abcdef0123456789abcdef01234567")
@@ -316,18 +317,12 @@ def test_dry_run_equals_the_reviewed_snapshot(name):
 
 
 def readme_commands() -> list[list[str]]:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    section = text.split("## Running at scale", 1)[1]
-    joined = re.sub(r"\\\n\s*", "", section)
-    return [
-        shlex.split(line.strip())[2:]
-        for line in joined.splitlines()
-        if line.strip().startswith("python launch/launch.py")
-    ]
+    """The arguments of every `python launch/launch.py` command shown in README.md and docs/*.md."""
+    return doc_commands.launch_commands()
 
 
 def test_readme_commands_render_as_the_reviewed_snapshot():
-    """Every README "Running at scale" command, with the code's commit and the interpreter fixed."""
+    """Every launch/launch.py command of README.md and docs/, with the code's commit and the interpreter fixed."""
     commands = readme_commands()
     targets = [c[0] for c in commands]
     assert {"tpu-vm", "queued-resource", "xpk", "gke", "slurm", "local"} <= set(targets), targets
