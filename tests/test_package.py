@@ -27,3 +27,18 @@ def test_importing_data_pipelines_hides_accelerators_from_tensorflow():
     )
     result = python(code)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+
+
+def test_chatpose_is_importable_from_the_model_package():
+    from chatpose_jax.model import ChatPose, ModelConfig, chatpose
+
+    assert ChatPose is chatpose.ChatPose and ModelConfig is chatpose.ModelConfig
+
+
+def test_load_llava_says_it_computes_in_bfloat16_and_how_to_get_float32():
+    from chatpose_jax.convert.hf import load_llava
+    from chatpose_jax.model.config import ModelConfig
+
+    assert ModelConfig.__dataclass_fields__["dtype"].default == "bfloat16"
+    doc = " ".join(load_llava.__doc__.split())
+    assert "computes in bfloat16" in doc and 'dtype="float32"' in doc

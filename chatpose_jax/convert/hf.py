@@ -429,6 +429,12 @@ def load_llava(
 ) -> tuple[ModelConfig, dict]:
     """Reads a LLaVA folder (either layout) into (config, params).
 
+    The returned config computes in bfloat16 unless told otherwise: `ModelConfig.dtype` defaults to
+    "bfloat16" (matmul inputs and activations; norms, softmax and logits stay float32) and params are
+    stored as `ModelConfig.param_dtype`, float32 by default, whatever the folder's `torch_dtype`. For
+    float32 computation, as the transformers model runs after `.float()`, pass `dtype="float32"`:
+    `load_llava(path, dtype="float32")`.
+
     Args:
       path: the checkpoint folder (config.json + weights [+ tokenizer files]).
       vision_tower_path: the CLIP folder for the original layout (default: `mm_vision_tower`).
