@@ -28,8 +28,14 @@ def is_remote(p: PathLike) -> bool:
 
 
 def absolute(p: PathLike) -> str:
-    """`p` made absolute when local (URIs are already), for comparing two paths."""
-    return os.fspath(p).rstrip("/") if is_remote(p) else os.path.abspath(p)
+    """A path as a user gave it, resolved: local paths absolute (`~` expanded, relative ones against the
+    working directory), URIs (`gs://...`) as given less a trailing slash.
+
+    The one place paths are resolved: every path argument of the command-line tools goes through it
+    (`chatpose_jax.cli.common.define_path`), and so does every path handed to orbax, which refuses
+    relative ones ("Checkpoint path should be absolute").
+    """
+    return os.fspath(p).rstrip("/") if is_remote(p) else os.path.abspath(os.path.expanduser(os.fspath(p)))
 
 
 def join(p: PathLike, *parts: str) -> str:

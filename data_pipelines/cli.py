@@ -11,11 +11,11 @@ from chatpose_jax.cli import common
 
 SUBCOMMANDS = ("prepare", "synth")
 
-_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Folder holding the raw release files.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data_dir to write prepared datasets to.")
-_OUT = flags.DEFINE_string("out", None, "Folder for synthetic raw datasets (synth).")
+_MANUAL_DIR = common.define_path("manual_dir", None, "Folder holding the raw release files.")
+_DATA_DIR = common.define_path("data_dir", None, "TFDS data_dir to write prepared datasets to.")
+_OUT = common.define_path("out", None, "Folder for synthetic raw datasets (synth).")
 _STRICT = flags.DEFINE_bool("strict", False, "prepare: raise on the first bad record instead of skipping it.")
-_AMASS_DIR = flags.DEFINE_string("amass_dir", None, "prepare posescript: AMASS root (default MANUAL_DIR/AMASS).")
+_AMASS_DIR = common.define_path("amass_dir", None, "prepare posescript: AMASS root (default MANUAL_DIR/AMASS).")
 _BUILDER_CONFIG = flags.DEFINE_string("builder_config", None, "prepare: builder config (e.g. posescript 'raw').")
 _SEED = flags.DEFINE_integer("seed", 0, "synth: random seed.")
 _NUM_POSES = flags.DEFINE_integer("num_poses", 300, "synth: PoseScript poses.")

@@ -11,16 +11,19 @@ from absl import flags, logging
 
 from chatpose_jax.cli import common
 
-_CHECKPOINT = flags.DEFINE_string(
+_CHECKPOINT = common.define_path(
     "checkpoint", None, "Training workdir or step, model checkpoint, or Hugging Face folder.", required=True
 )
-_IMAGE = flags.DEFINE_string("image", None, "Image to attach to the first turn.")
+_IMAGE = common.define_path("image", None, "Image to attach to the first turn.")
 _PROMPT = flags.DEFINE_string("prompt", None, "Answer this prompt once and exit.")
-_OUT = flags.DEFINE_string("out", "chat_outputs", "Folder for turn_K.npz / .obj / .png when the answer holds <POSE>.")
-_BODY_MODEL = flags.DEFINE_string(
-    "body_model", "synthetic", "SMPL / SMPL-H / SMPL-X file or smplx-style folder; 'synthetic' = a generated SMPL."
+_OUT = common.define_path("out", "chat_outputs", "Folder for turn_K.npz / .obj / .png when the answer holds <POSE>.")
+_BODY_MODEL = common.define_path(
+    "body_model",
+    "synthetic",
+    "SMPL / SMPL-H / SMPL-X file or smplx-style folder; 'synthetic' = a generated SMPL.",
+    keywords=("synthetic",),
 )
-_TOKENIZER = flags.DEFINE_string("tokenizer", None, "Tokenizer folder (default: the one saved with the checkpoint).")
+_TOKENIZER = common.define_path("tokenizer", None, "Tokenizer folder (default: the one saved with the checkpoint).")
 _IMAGE_ASPECT = flags.DEFINE_enum(
     "image_aspect",
     None,

@@ -1,16 +1,79 @@
-"""Pieces shared by the command-line tools: the --config flag, validation, plain failures."""
+"""Pieces shared by the command-line tools: the --config flag, path flags, validation, plain failures."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import jax
 from absl import app, flags
 from ml_collections import config_flags
 
+from chatpose_jax import paths
 from chatpose_jax.config_types import ConfigError
 from chatpose_jax.experiment import Experiment, load_experiment
 from chatpose_jax.parallel.mesh import hybrid_layout
+
+
+class PathParser(flags.ArgumentParser):
+    """A path flag's value through `paths.absolute`: local paths absolute, `gs://...` as given.
+
+    `keywords` (such as `synthetic` for --body_model) and the empty string (unset) stay as given.
+    """
+
+    syntactic_help = "a local path (relative ones from the working directory) or gs:// URL"
+
+    def __init__(self, keywords: tuple[str, ...] = ()):
+        self.keywords = tuple(keywords)
+
+    def parse(self, argument) -> str:
+        if not isinstance(argument, str):
+            raise TypeError(f"a path must be a string, not {argument!r}")
+        return argument if not argument or argument in self.keywords else paths.absolute(argument)
+
+    def flag_type(self) -> str:
+        return "path"
+
+
+def define_path(
+    name: str, default: str | None, help: str, required: bool = False, keywords: tuple[str, ...] = ()
+) -> flags.FlagHolder:
+    """`--NAME=PATH`, like `flags.DEFINE_string` but read through `PathParser`, so the tool sees an absolute path.
+
+    Orbax refuses relative paths ("Checkpoint path should be absolute"); resolving them here, as
+    they are parsed, keeps every later step (orbax, TFDS, subprocesses) independent of the working
+    directory. A default is resolved when the tool's module is imported.
+    """
+    module = sys._getframe(1).f_globals["__name__"]  # the tool's module, as absl names it in --help
+    return flags.DEFINE(
+        PathParser(keywords),
+        name,
+        default,
+        help,
+        serializer=flags.ArgumentSerializer(),
+        module_name=sys.argv[0] if module == "__main__" else module,
+        required=required,
+    )
+
+
+def experiment_paths_absolute(experiment: Experiment) -> Experiment:
+    """`experiment` with its path fields (data.data_dir, data.tokenizer, init_checkpoint, train.body_model,
+    retrieval.tokenizer, retrieval.init_embeddings) through `paths.absolute`: `--config.data.data_dir=data/tfds`
+    works from any working directory, and the checkpoints' saved config names files that later tools find."""
+    resolve = PathParser(keywords=("synthetic",)).parse
+    return dataclasses.replace(
+        experiment,
+        init_checkpoint=resolve(experiment.init_checkpoint),
+        data=dataclasses.replace(
+            experiment.data, data_dir=resolve(experiment.data.data_dir), tokenizer=resolve(experiment.data.tokenizer)
+        ),
+        train=dataclasses.replace(experiment.train, body_model=resolve(experiment.train.body_model)),
+        retrieval=dataclasses.replace(
+            experiment.retrieval,
+            tokenizer=resolve(experiment.retrieval.tokenizer),
+            init_embeddings=resolve(experiment.retrieval.init_embeddings),
+        ),
+    )
 
 
 def define_config_flag(required: bool = True) -> flags.FlagHolder:
@@ -31,14 +94,15 @@ def validated_experiment(config, num_devices: int | None = None, devices=None) -
     """Validates the config against the devices (default: all of this job's); exits with the field at fault.
 
     With real devices (or `devices`), the mesh's layout across slices or processes is checked too.
+    Path fields come back absolute (`experiment_paths_absolute`).
     """
     try:
         if num_devices is not None and devices is None:
-            return load_experiment(config, num_devices)
+            return experiment_paths_absolute(load_experiment(config, num_devices))
         devices = jax.devices() if devices is None else devices
         experiment = load_experiment(config, len(devices))
         hybrid_layout(experiment.mesh, devices)
-        return experiment
+        return experiment_paths_absolute(experiment)
     except ConfigError as e:
         fail(f"invalid config: {e}")
 

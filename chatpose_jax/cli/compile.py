@@ -12,6 +12,7 @@ import os
 
 from absl import flags
 
+from chatpose_jax import paths
 from chatpose_jax.cli import common
 
 _CONFIG = common.define_config_flag()
@@ -22,7 +23,7 @@ _NUM_SLICES = flags.DEFINE_integer(
 _DECODE = flags.DEFINE_boolean("decode", True, "Also compile one decoding step.")
 _DECODE_BATCH = flags.DEFINE_integer("decode_batch", 0, "Decode batch (default: one row per data-parallel device).")
 _TEXT_LENGTH = flags.DEFINE_integer("text_length", 0, "Text tokens per sequence (default: train.max_text_length).")
-_HLO_OUT = flags.DEFINE_string("hlo_out", None, "Write the partitioned train step's HLO here (local path or gs://).")
+_HLO_OUT = common.define_path("hlo_out", None, "Write the partitioned train step's HLO here (local path or gs://).")
 
 
 def main(argv):
@@ -74,8 +75,6 @@ def decode_hlo_path(train_path: str) -> str:
 
 
 def write_text(path: str, text: str) -> None:
-    from chatpose_jax import paths
-
     target = paths.path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text)

@@ -15,23 +15,23 @@ from chatpose_jax.cli import common
 
 SUBCOMMANDS = ("import-hf", "export-hf", "import-chatpose-torch", "export-chatpose-torch")
 
-_HF_DIR = flags.DEFINE_string("hf_dir", None, "import-hf: LLaVA folder, llava-hf layout or original LLaVA layout")
-_OUT = flags.DEFINE_string("out", None, "Folder to write (a model checkpoint, or the HF folder for export-hf)")
-_VISION_DIR = flags.DEFINE_string(
+_HF_DIR = common.define_path("hf_dir", None, "import-hf: LLaVA folder, llava-hf layout or original LLaVA layout")
+_OUT = common.define_path("out", None, "Folder to write (a model checkpoint, or the HF folder for export-hf)")
+_VISION_DIR = common.define_path(
     "vision_tower_dir", None, "CLIP folder (original layout / released weights without the tower)"
 )
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --out folder")
-_CHECKPOINT = flags.DEFINE_string(
+_CHECKPOINT = common.define_path(
     "checkpoint",
     None,
     "export-hf / export-chatpose-torch: training workdir, step folder, model checkpoint or HF folder",
 )
-_TOKENIZER_DIR = flags.DEFINE_string(
+_TOKENIZER_DIR = common.define_path(
     "tokenizer_dir", None, "Tokenizer folder (export-hf: default the checkpoint's; import-chatpose-torch: with [SEG])"
 )
 _MAX_SHARD_BYTES = flags.DEFINE_integer("max_shard_bytes", 5 * 10**9, "export-hf: largest safetensors shard")
-_CKPT = flags.DEFINE_string("ckpt", None, "import-chatpose-torch: released weights (a file or a folder)")
-_BASE_CONFIG = flags.DEFINE_string(
+_CKPT = common.define_path("ckpt", None, "import-chatpose-torch: released weights (a file or a folder)")
+_BASE_CONFIG = common.define_path(
     "base_config", None, "import-chatpose-torch: LlavaLlama config.json (default: the one next to --ckpt)"
 )
 _POSE_TOKEN_ID = flags.DEFINE_integer("pose_token_id", None, "import-chatpose-torch: id of [SEG] (default: tokenizer)")

@@ -14,18 +14,17 @@ only its own rows and process 0 scores. See chatpose_jax/eval/loop.py.
 
 from absl import flags, logging
 
+from chatpose_jax import paths
 from chatpose_jax.cli import common
 
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Training workdir or step, model checkpoint, or HF folder.")
+_CHECKPOINT = common.define_path("checkpoint", None, "Training workdir or step, model checkpoint, or HF folder.")
 _BENCHMARKS = flags.DEFINE_list("benchmarks", ["3dpw", "h36m", "rpe", "spg", "posescript"], "Benchmarks to run.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data_dir with the prepared benchmarks.", required=True)
-_OUT = flags.DEFINE_string(
-    "out", None, "Folder for metrics.json, metrics.md, predictions and galleries.", required=True
-)
-_BODY_MODEL_DIR = flags.DEFINE_string(
+_DATA_DIR = common.define_path("data_dir", None, "TFDS data_dir with the prepared benchmarks.", required=True)
+_OUT = common.define_path("out", None, "Folder for metrics.json, metrics.md, predictions and galleries.", required=True)
+_BODY_MODEL_DIR = common.define_path(
     "body_model_dir", None, "Folder with smpl/SMPL_{NEUTRAL,MALE,FEMALE}.pkl and J_regressor_h36m.npy."
 )
-_RETRIEVAL = flags.DEFINE_string(
+_RETRIEVAL = common.define_path(
     "retrieval", None, "Retrieval-model workdir (configs/retrieval.py) for text benchmarks."
 )
 _PREDICTIONS = flags.DEFINE_list(
@@ -38,18 +37,18 @@ _FORCE = flags.DEFINE_boolean("force_pose_answer", False, 'Teacher-force "Sure, 
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Prompts decoded together per process.", lower_bound=1)
 _MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 32, "Most tokens per answer.", lower_bound=1)
 _GALLERY = flags.DEFINE_integer("gallery_size", 6, "Samples per gallery PNG (0: none).", lower_bound=0)
-_TOKENIZER = flags.DEFINE_string("tokenizer", None, "Tokenizer folder (default: the checkpoint's).")
+_TOKENIZER = common.define_path("tokenizer", None, "Tokenizer folder (default: the checkpoint's).")
 _PROGRESS = flags.DEFINE_boolean("progress", True, "Show a progress bar (process 0).")
 _PROTOCOL = flags.DEFINE_enum(
     "protocol", "spin", ["spin", "hmr2"], "Image protocol: SPIN's, or 4D-Humans' (needs SMPL_to_J19.pkl)."
 )
-_J19 = flags.DEFINE_string("j19_regressor", None, "4D-Humans' SMPL_to_J19.pkl (default: in --body_model_dir).")
+_J19 = common.define_path("j19_regressor", None, "4D-Humans' SMPL_to_J19.pkl (default: in --body_model_dir).")
 _MESH = flags.DEFINE_list("mesh", ["-1", "1", "1"], "Decoding mesh data,fsdp,tensor (-1: every device left).")
 _LIMIT = flags.DEFINE_integer("limit", 0, "Score only the first N samples of each benchmark (0: all).", lower_bound=0)
 
 
 def parse_predictions(items: list[str], benchmarks: list[str]) -> dict[str, str]:
-    """['3dpw=a.npz', ...] or ['a.npz'] (with one benchmark) -> {benchmark: path}."""
+    """['3dpw=a.npz', ...] or ['a.npz'] (with one benchmark) -> {benchmark: path}, paths through `paths.absolute`."""
     out = {}
     for item in items:
         if "=" in item:
@@ -60,7 +59,7 @@ def parse_predictions(items: list[str], benchmarks: list[str]) -> dict[str, str]
             raise ValueError(f"--predictions {item}: name its benchmark (BENCHMARK=FILE.npz) when several run")
         if name not in benchmarks:
             raise ValueError(f"--predictions {item}: benchmark {name!r} is not in --benchmarks")
-        out[name] = path
+        out[name] = paths.absolute(path)
     return out
 
 
@@ -101,8 +100,6 @@ def main(argv):
             ValueError) as e:  # fmt: skip
         common.fail(str(e))
     if jax.process_index() == 0:
-        from chatpose_jax import paths
-
         print(paths.path(paths.join(_OUT.value, "metrics.md")).read_text())  # local or gs://
 
 

@@ -4,18 +4,17 @@
 files; results go to DIR/predictions.jsonl (see chatpose_jax/inference/predict.py).
 """
 
-import os
-
 from absl import flags, logging
 
+from chatpose_jax import paths
 from chatpose_jax.cli import common
 
-_CHECKPOINT = flags.DEFINE_string(
+_CHECKPOINT = common.define_path(
     "checkpoint", None, "Training workdir or step, model checkpoint, or Hugging Face folder.", required=True
 )
-_INPUTS = flags.DEFINE_string("inputs", None, "JSONL file of prompts / images, or a folder of them.", required=True)
-_OUT = flags.DEFINE_string("out", None, "Folder for predictions.jsonl.", required=True)
-_TOKENIZER = flags.DEFINE_string("tokenizer", None, "Tokenizer folder (default: the one saved with the checkpoint).")
+_INPUTS = common.define_path("inputs", None, "JSONL file of prompts / images, or a folder of them.", required=True)
+_OUT = common.define_path("out", None, "Folder for predictions.jsonl.", required=True)
+_TOKENIZER = common.define_path("tokenizer", None, "Tokenizer folder (default: the one saved with the checkpoint).")
 _IMAGE_ASPECT = flags.DEFINE_enum(
     "image_aspect",
     None,
@@ -57,7 +56,7 @@ def main(argv):
         )
     except (predict.InputError, ImageError, CheckpointLoadError, PromptTooLongError) as e:
         common.fail(str(e))
-    path = predict.write_results(os.path.join(_OUT.value, "predictions.jsonl"), results)
+    path = predict.write_results(paths.join(_OUT.value, "predictions.jsonl"), results)  # local or gs://
     with_pose = sum(bool(r["poses"]) for r in results)
     print(f"{len(results)} answers ({with_pose} with a pose) written to {path}")
 

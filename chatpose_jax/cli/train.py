@@ -9,7 +9,7 @@ from absl import flags
 from chatpose_jax.cli import common
 
 _CONFIG = common.define_config_flag()
-_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints and logs go (local path or gs://).", required=True)
+_WORKDIR = common.define_path("workdir", None, "Where checkpoints and logs go (local path or gs://).", required=True)
 _PROGRESS = flags.DEFINE_boolean("progress", True, "Show a progress bar (process 0 only).")
 
 

@@ -32,6 +32,7 @@ def experiment_to_json(experiment) -> dict:
 
 
 def make_manager(workdir: str, keep: int, async_save: bool = True) -> ocp.CheckpointManager:
+    """The manager of `WORKDIR/checkpoints` (`workdir` local, relative or absolute, or `gs://`), keeping `keep`."""
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, enable_async_checkpointing=async_save, create=True, cleanup_tmp_directories=True
     )
@@ -40,8 +41,9 @@ def make_manager(workdir: str, keep: int, async_save: bool = True) -> ocp.Checkp
         "data": ocp.JsonCheckpointHandler(),
         "config": ocp.JsonCheckpointHandler(),
     }
-    # An epath.Path: orbax writes local folders and gs:// buckets alike.
-    return ocp.CheckpointManager(paths.path(workdir) / "checkpoints", options=options, item_handlers=handlers)
+    # An epath.Path: orbax writes local folders and gs:// buckets alike, but refuses relative local paths.
+    folder = paths.path(paths.absolute(workdir)) / "checkpoints"
+    return ocp.CheckpointManager(folder, options=options, item_handlers=handlers)
 
 
 def save(manager: ocp.CheckpointManager, step: int, state, data_state: dict, config_json: dict, force=False) -> bool:
