@@ -201,3 +201,72 @@ def test_export_of_params_sharded_over_devices_is_the_same(trained, tmp_path):
     for name in sorted(set(a.values())) + ["pose_head.safetensors"]:
         with open(tmp_path / "sharded" / name, "rb") as fa, open(tmp_path / "single" / name, "rb") as fb:
             assert fa.read() == fb.read(), name
+
+
+def _photo(path, height=90, width=150, seed=0):
+    """A random RGB image that is not square, so the processor resizes and crops."""
+    from PIL import Image
+
+    Image.fromarray(np.random.RandomState(seed).randint(0, 256, (height, width, 3), np.uint8)).save(path)
+    return str(path)
+
+
+def test_auto_processor_builds_our_inputs_and_generate_gives_our_greedy_tokens(trained, exported, tmp_path):
+    """transformers alone (AutoProcessor + LlavaForConditionalGeneration) answers an image prompt as we do."""
+    from PIL import Image
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    from chatpose_jax.inference import prompt
+    from chatpose_jax.inference.session import ChatModel, load_chat_tokenizer
+
+    config = trained.config
+    processor = AutoProcessor.from_pretrained(exported)
+    question = "the person raises the left arm and bends the right knee"
+    image = [{"type": "image"}, {"type": "text", "text": question}]
+    text = processor.apply_chat_template([{"role": "user", "content": image}], add_generation_prompt=True)
+    assert text == prompt.generation_prompt([], prompt.user_turn(question, True))
+    history = [
+        {"role": "user", "content": "bend <POSE>"},
+        {"role": "assistant", "content": [{"type": "text", "text": "Sure, it is <POSE>."}]},
+        {"role": "user", "content": [{"type": "text", "text": question}]},
+    ]
+    again = processor.apply_chat_template(history, add_generation_prompt=True)
+    assert again == prompt.generation_prompt([("bend <POSE>", "Sure, it is <POSE>.")], question)
+
+    path = _photo(tmp_path / "person.png")
+    inputs = processor(images=Image.open(path), text=text, return_tensors="pt")
+    ids = inputs["input_ids"][0].numpy().astype(np.int32)
+    patches = (config.vision.image_size // config.vision.patch_size) ** 2
+    assert int((ids == config.image_token_id).sum()) == patches == config.vision.num_image_tokens == 64
+    ours = ChatModel(config, trained.params, trained.lora, load_chat_tokenizer(exported, config))
+    np.testing.assert_array_equal(ids, ours.encode([], prompt.user_turn(question, True)))
+    pixels = ours.pixel_values(path)
+    # Both resize with PIL's bicubic on uint8, then the same float32 arithmetic.
+    np.testing.assert_allclose(inputs["pixel_values"][0].numpy(), pixels, atol=1e-5)
+
+    model = LlavaForConditionalGeneration.from_pretrained(exported).float().eval()
+    with torch.no_grad():
+        generated = model.generate(**inputs, max_new_tokens=4, do_sample=False)[0, len(ids) :].tolist()
+    answer = ours.stream(ids, pixels, max_new_tokens=4)
+    assert generated == answer.tokens.tolist() and len(generated) >= 1
+
+
+def test_pad_trained_models_export_llava_pad_to_square(trained, tmp_path):
+    """data.image_aspect="pad" (LLaVA-1.5's expand2square) is LlavaImageProcessor's do_pad, and reads back."""
+    from PIL import Image
+    from transformers import AutoImageProcessor
+
+    from chatpose_jax.export.hf_processor import write_processor_files
+    from chatpose_jax.inference import images
+    from chatpose_jax.inference.session import image_aspect_of
+
+    write_processor_files(str(tmp_path), trained.config, "pad")
+    processor = AutoImageProcessor.from_pretrained(str(tmp_path))
+    size = trained.config.vision.image_size
+    for k, (height, width) in enumerate(((90, 150), (150, 90))):
+        path = _photo(tmp_path / f"{k}.png", height, width, seed=k)
+        got = processor(images=Image.open(path), return_tensors="np")["pixel_values"][0]
+        np.testing.assert_allclose(got, images.preprocess_file(path, size, pad_square=True), atol=1e-5)
+    assert image_aspect_of(str(tmp_path)) == "pad"
+    with pytest.raises(ValueError, match="image_aspect 'square'"):
+        write_processor_files(str(tmp_path), trained.config, "square")

@@ -1,13 +1,16 @@
 """Export ChatPose params to a Hugging Face LLaVA folder plus the pose head, streamed tensor by tensor.
 
-The folder `export_hf` writes (loadable as it is by `LlavaForConditionalGeneration.from_pretrained`
-and `AutoTokenizer.from_pretrained`):
+The folder `export_hf` writes (loadable as it is by `LlavaForConditionalGeneration.from_pretrained`,
+and with a tokenizer by `AutoTokenizer.from_pretrained` and `AutoProcessor.from_pretrained`):
   config.json                        LlavaConfig (llama, mistral or qwen2 text config; clip or siglip
                                      vision tower); vocab sizes = our rows; `pose_token_id` at the top
   generation_config.json             bos / eos / pad ids
   model-0000i-of-0000n.safetensors   LoRA merged into the base; each shard at most `max_shard_bytes`
   model.safetensors.index.json       {"metadata": {"total_size"}, "weight_map": {name: shard}}
   tokenizer files                    the tokenizer with `<POSE>` at `pose_token_id` (when given)
+  preprocessor_config.json,          with the tokenizer: LlavaProcessor's image processor, image-token
+  processor_config.json,             count and Vicuna v1 chat template, so transformers alone turns an
+  chat_template.json                 image and a question into our inputs (`export.hf_processor`)
   pose_head.safetensors              fc1.weight [d, d], fc1.bias [d], fc2.weight [J*6, d], fc2.bias
                                      [J*6] (torch layout: weight is [out, in])
   pose_head.json                     what the pose head reads and returns (POSE_HEAD_FORMAT below)
@@ -41,6 +44,8 @@ from jax.experimental import multihost_utils
 
 from chatpose_jax.convert import hf
 from chatpose_jax.convert import hf_schema as schema
+from chatpose_jax.export.hf_processor import PROCESSOR_FILES, write_processor_files
+from chatpose_jax.inference.session import image_aspect_of
 from chatpose_jax.model.config import ModelConfig
 from chatpose_jax.model.lora import merge_lora
 from chatpose_jax.train.trained_model import load_trained
@@ -61,7 +66,7 @@ _SAFETENSORS_DTYPE = {
     np.dtype(ml_dtypes.bfloat16): "BF16",
     np.dtype(np.float64): "F64",
 }
-_OUR_FILES = ("model-*-of-*.safetensors", "model.safetensors", INDEX_FILE, "pose_head.*")
+_OUR_FILES = ("model-*-of-*.safetensors", "model.safetensors", INDEX_FILE, "pose_head.*", *PROCESSOR_FILES)
 
 
 class ExportError(ValueError):
@@ -340,6 +345,7 @@ def export_hf(
     tokenizer=None,
     max_shard_bytes: int = SHARD_BYTES,
     overwrite: bool = False,
+    image_aspect: str = "none",
 ) -> dict:
     """Writes `params` (with `lora` merged) as a Hugging Face LLaVA folder plus the pose head.
 
@@ -352,6 +358,8 @@ def export_hf(
         None writes no tokenizer files.
       max_shard_bytes: largest shard (bytes of tensor data).
       overwrite: replace the files of an earlier export in `out_dir`.
+      image_aspect: the image preprocessing the model was trained with ("none", or "pad" for LLaVA-1.5's
+        pad-to-square), written into preprocessor_config.json.
 
     Returns:
       The weight map {stored name: shard file}.
@@ -389,6 +397,7 @@ def export_hf(
         _write_generation_config(config, out_dir)
         if tokenizer is not None:
             tokenizer.save_pretrained(out_dir)
+            write_processor_files(out_dir, config, image_aspect)  # AutoProcessor needs the tokenizer too
 
     flat_lora = lora or None
     shard_of = {t.name: i for i, shard in enumerate(shards) for t in shard}
@@ -453,5 +462,6 @@ def export_checkpoint(
     model = load_trained(checkpoint, mesh=mesh)
     tokenizer = tokenizer_dir or model.tokenizer_dir
     return export_hf(
-        model.config, model.params, out_dir, lora=model.lora, tokenizer=tokenizer, overwrite=overwrite, **kwargs
-    )
+        model.config, model.params, out_dir, lora=model.lora, tokenizer=tokenizer, overwrite=overwrite,
+        image_aspect=image_aspect_of(checkpoint, model.experiment), **kwargs,
+    )  # fmt: skip

@@ -115,13 +115,19 @@ def load_chat_tokenizer(folder: str, config: ModelConfig):
 
 def image_aspect_of(checkpoint: str, experiment=None) -> str:
     """'pad' or 'none': the training run's `data.image_aspect`, else an original LLaVA config's
-    `image_aspect_ratio`, else 'none' (ChatPose's own preprocessing)."""
+    `image_aspect_ratio`, else an export-hf folder's image processor (`do_pad`), else 'none'
+    (ChatPose's own preprocessing)."""
     if experiment is not None:
         return experiment.data.image_aspect
     path = os.path.join(checkpoint, "config.json")
     if os.path.exists(path):
         with open(path) as f:
-            return "pad" if json.load(f).get("image_aspect_ratio") == "pad" else "none"
+            if json.load(f).get("image_aspect_ratio") == "pad":
+                return "pad"
+    path = os.path.join(checkpoint, "preprocessor_config.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return "pad" if json.load(f).get("do_pad") else "none"
     return "none"
 
 
