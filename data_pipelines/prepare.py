@@ -6,6 +6,7 @@ import os
 
 import tensorflow_datasets as tfds
 
+from data_pipelines import tf_setup
 from data_pipelines.builders import BUILDERS
 
 
@@ -31,5 +32,6 @@ def prepare(name: str, manual_dir: str, data_dir: str, *, strict: bool = False, 
             f"manual_dir {manual_dir} is empty (see the {name} builder's MANUAL_DOWNLOAD_INSTRUCTIONS)"
         )
     builder = BUILDERS[name](data_dir=data_dir, strict=strict, **builder_kwargs)
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    with tf_setup.tfds_status_lines():  # dropped after tf_setup.quiet_console()
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
     return builder

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+
+from absl import flags, logging
+
+_quiet = False  # set by quiet_console(): prepare() drops TFDS's status lines
 
 
 def hide_accelerators_from_tensorflow() -> None:
@@ -19,3 +25,36 @@ def hide_accelerators_from_tensorflow() -> None:
         except (RuntimeError, ValueError):
             # RuntimeError: devices already initialised (someone used TF first); ValueError: no such kind.
             pass
+
+
+def quiet_console() -> None:
+    """Leaves the console to a program's own lines and progress bars (`make demo` calls it once).
+
+    - absl's INFO logs off (orbax's checkpoint manager, TFDS's builders, ...): verbosity WARNING,
+      unless the program was given --verbosity;
+    - TFDS's progress bars ("Generating splits...", "Shuffling ...") off;
+    - `prepare` drops the status lines TFDS prints to stdout around preparing a dataset
+      ("Downloading and preparing dataset ...", "Dataset ... downloaded and prepared to ...").
+    Warnings and errors, logged or printed to stderr, still show.
+    """
+    global _quiet
+    _quiet = True
+    if not (flags.FLAGS.is_parsed() and flags.FLAGS["verbosity"].present):
+        logging.set_verbosity(logging.WARNING)
+    import tensorflow_datasets as tfds
+
+    tfds.disable_progress_bar()
+
+
+@contextlib.contextmanager
+def tfds_status_lines():
+    """Around a TFDS `download_and_prepare`: after `quiet_console()`, what TFDS prints to stdout is dropped.
+
+    TFDS prints its "Downloading and preparing dataset ..." lines (it does not log them), so no
+    verbosity setting reaches them; stderr (warnings, errors, tracebacks) is left alone.
+    """
+    if not _quiet:
+        yield
+        return
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield

@@ -268,13 +268,27 @@ def main(argv):
         ("chatpose-eval's benchmarks (synthetic 3DPW, H36M, RPE, SPG, PoseScript)", benchmarks),
         ("chat", chat),
     ]
+    seconds = run_stages(stages)
+    print(f"demo finished in {seconds:.0f}s; outputs in {workdir}")
+
+
+def run_stages(stages) -> float:
+    """Runs each (name, fn) under an `[i/n] name` line and a `done in Ns` line; returns the seconds taken.
+
+    The console keeps to these lines, what the stages print and their progress bars:
+    `tf_setup.quiet_console` turns off absl's INFO logs (orbax, TFDS) and TFDS's own status lines and
+    progress bars; warnings and errors still show.
+    """
+    from data_pipelines import tf_setup  # here, not at the top: importing the demo loads no TensorFlow
+
+    tf_setup.quiet_console()
     start_all = time.perf_counter()
     for i, (name, fn) in enumerate(stages, 1):
         start = time.perf_counter()
         print(f"[{i}/{len(stages)}] {name}", flush=True)
         fn()
         print(f"  done in {time.perf_counter() - start:.0f}s", flush=True)
-    print(f"demo finished in {time.perf_counter() - start_all:.0f}s; outputs in {workdir}")
+    return time.perf_counter() - start_all
 
 
 def run():
