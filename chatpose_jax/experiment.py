@@ -113,7 +113,7 @@ class HmrAugmentConfig:
 class DataConfig:
     """Which conversation datasets feed training and in what proportion."""
 
-    data_dir: str = ""  # TFDS data_dir of prepared datasets ("" = synthesise for the tiny demo)
+    data_dir: str = ""  # TFDS data_dir of prepared datasets (required: `chatpose-data prepare` writes one)
     tokenizer: str = ""  # folder with tokenizer files ("" = the checkpoint's own)
     datasets: tuple[str, ...] = ("posescript", "llava_instruct", "hmr_images")  # conversation sources
     ratios: tuple[float, ...] = (1.0, 1.0, 2.0)  # sampling weights, one per dataset: ChatPose's 1:1:2

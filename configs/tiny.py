@@ -4,7 +4,11 @@ Same architecture as LLaVA-1.5 (CLIP-style tower, mlp2x_gelu projector, LLaMA de
 grouped-query attention, pose head, LoRA on q/v), tiny widths. The synthetic tokenizer has
 1000 pieces; <image>, <pad> and <POSE> follow at 1000, 1001, 1002 (rows padded to 1024).
 
-    chatpose-train --config configs/tiny.py --workdir /tmp/tiny --config.train.num_steps=200
+    chatpose-train --config configs/tiny.py --workdir tiny_run --config.train.num_steps=200 \
+        --config.data.data_dir=demo_out/data/tfds --config.data.tokenizer=demo_out/data/raw/tokenizer \
+        --config.train.body_model=demo_out/data/raw/body_models/smpl/SMPL_NEUTRAL.pkl
+
+(the data `make demo` synthesised and prepared; docs/data.md makes them by hand).
 """
 
 from chatpose_jax.default_config import base_config
@@ -67,7 +71,7 @@ def get_config():
 
     # Text-to-pose first (posescript : vqa : hmr, ChatPose mixes 1:1:2): the VQA answers are learnt in
     # a few hundred steps, and the from-scratch vision tower learns little from the HMR renders in the
-    # demo's minutes (README, "What make demo does"); 4:1:1 did no better (107 mm).
+    # demo's minutes (docs/demo.md); 4:1:1 did no better (107 mm).
     c.data.ratios = (3.0, 1.0, 1.0)
     c.data.shuffle_buffer = 256
     return c
