@@ -1,17 +1,30 @@
-"""One attention function for the whole model: a plain reference, `jax.nn.dot_product_attention`, or
-a blockwise kernel for CPUs.
+"""One attention function for the whole model: a plain reference, `jax.nn.dot_product_attention`,
+a blockwise kernel for CPUs, cuDNN's fused kernel on GPUs and Pallas splash attention on TPUs.
 
 Grouped-query attention is native: `key`/`value` carry `K` heads and `query` carries `H = G * K`.
 Softmax runs in float32 whatever the compute dtype. Masked scores get a large finite negative
 number, not -inf, so a row with no visible key (a left-padding query) stays finite instead of
 spreading NaN through the value matmul of later layers.
 
-`impl="xla"` compiles with XLA on every backend. On GPU/TPU it is `jax.nn.dot_product_attention`.
-On CPU it is `blockwise_attention`: blocks of query rows that skip the keys a causal mask hides
-(with four blocks, 62% of the full score matrix remains), matmuls on the compute dtype with float32
-accumulation (XLA:CPU's bf16 kernels) in plain row-major layouts, and a hand-written backward that
-reuses each block's probabilities (kept in the compute dtype, not as float32 scores) instead of
-differentiating the softmax.
+`impl` (`ModelConfig.attention_impl`) picks the kernel:
+  - "reference": einsums and a float32 softmax over the full score matrix (the numerical reference).
+  - "xla": compiled by XLA on every backend. On GPU/TPU it is `jax.nn.dot_product_attention`. On
+    CPU it is `blockwise_attention`: blocks of query rows that skip the keys a causal mask hides
+    (with four blocks, 62% of the full score matrix remains), matmuls on the compute dtype with
+    float32 accumulation (XLA:CPU's bf16 kernels) in plain row-major layouts, and a hand-written
+    backward that reuses each block's probabilities (kept in the compute dtype, not as float32
+    scores) instead of differentiating the softmax.
+  - "cudnn": `jax.nn.dot_product_attention(implementation="cudnn")`, cuDNN's fused attention on
+    GPU (bf16/fp16 only); the mask goes in as a bias.
+  - "splash": `splash_attention`, the Pallas splash attention kernel for TPU
+    (`jax.experimental.pallas.ops.tpu.splash_attention`), for training and prefill without a cache:
+    self-attention (T == S) that is causal (`is_causal` with a mask, the decoder) or unmasked (the
+    vision tower). Any other call (a decoding step against the KV cache) takes the "xla" path.
+    Off TPU the kernel runs in Pallas interpret mode: exact but slow, for tests.
+  - "auto": the best the platform compiled for has (`parallel.axes.target_platform()`, so a TPU
+    program compiled ahead of time on a CPU host picks TPU kernels): "splash" on TPU; "cudnn" on
+    GPU where cuDNN takes the call (bf16/fp16, head_dim <= 128 and a multiple of 8, even lengths
+    with a mask), else "xla"; "xla" on CPU.
 """
 
 from __future__ import annotations
@@ -21,15 +34,27 @@ from typing import Literal
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec
 
-from chatpose_jax.parallel.axes import target_platform
+from chatpose_jax.parallel.axes import (
+    ACT_BATCH,
+    ACT_HEADS,
+    ACT_KV_HEADS,
+    current_context,
+    logical_to_spec,
+    target_platform,
+)
 
-AttentionImpl = Literal["reference", "xla", "cudnn"]
+AttentionImpl = Literal["reference", "xla", "cudnn", "splash", "auto"]
+IMPLS = ("reference", "xla", "cudnn", "splash", "auto")
 
 # Most query rows per block of the CPU kernel. Smaller blocks skip more of a causal mask but issue
 # more, smaller operations; at 832 tokens four blocks of 208 rows took the least CPU time.
 CPU_BLOCK = 256
 _MASKED = float(jnp.finfo(jnp.float32).min)
+# Block sizes (query and key rows) the splash kernel may take; every one a multiple of the TPU's
+# 128 lanes. MaxText's default is 512.
+SPLASH_BLOCKS = (512, 256, 128)
 
 
 def dot_product_attention(
@@ -41,6 +66,7 @@ def dot_product_attention(
     impl: AttentionImpl = "xla",
     scale: float | None = None,
     is_causal: bool = False,
+    sliding_window: int = 0,
 ) -> jax.Array:
     """Scaled dot-product attention.
 
@@ -48,23 +74,68 @@ def dot_product_attention(
       query: float[B, T, H, Dh].
       key, value: float[B, S, K, Dh] with H % K == 0.
       mask: bool[B, 1, T, S] (or broadcastable to it), True where a query may see a key; None = all.
-      impl: "reference" (einsum + float32 softmax, any backend), "xla" (XLA-compiled: the blockwise
-        kernel on CPU, `jax.nn.dot_product_attention` elsewhere) or "cudnn" (fused on GPU).
+      impl: "reference", "xla", "cudnn", "splash" or "auto" (the module docstring says what each is).
       scale: multiplier of the scores; default Dh**-0.5.
       is_causal: a promise that `mask` hides every key s > t + (S - T) from query t (a causal mask,
         padding allowed); lets the CPU kernel skip those keys. The mask is applied either way, and
-        without a mask the promise is ignored.
+        without a mask the promise is ignored. With T == S, "splash" takes it further: the mask
+        must be `causal_mask(arange(T), key_valid, sliding_window)`, and only its diagonal (which
+        keys are real) is read.
+      sliding_window: the window the mask was built with (0 = none); read by "splash" only.
 
     Returns:
       float[B, T, H, Dh] in the dtype of `query`.
     """
+    impl = resolve_impl(impl, query, key, mask, is_causal)
     if impl == "reference":
         return reference_attention(query, key, value, mask, scale=scale)
+    if impl == "splash":
+        return splash_attention(
+            query, key, value, mask, scale=scale, is_causal=is_causal, sliding_window=sliding_window
+        )
     if mask is not None:
         mask = jnp.broadcast_to(mask, (query.shape[0], 1, query.shape[1], key.shape[1]))
     if impl == "xla" and target_platform() == "cpu":
         return blockwise_attention(query, key, value, mask, scale=scale, is_causal=is_causal)
     return jax.nn.dot_product_attention(query, key, value, mask=mask, scale=scale, implementation=impl)
+
+
+def resolve_impl(impl: str, query, key, mask=None, is_causal: bool = False) -> str:
+    """The kernel `dot_product_attention(impl=impl)` runs for these arguments on the target platform.
+
+    "auto" becomes the platform's best; "splash" falls back to "xla" where the kernel does not apply
+    (`splash_applies`).
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"unknown attention impl {impl!r}; known: {', '.join(IMPLS)}")
+    if impl == "auto":
+        platform = target_platform()
+        if platform == "tpu":
+            impl = "splash"
+        elif platform in ("gpu", "cuda") and cudnn_supports(query, key, mask):
+            return "cudnn"
+        else:
+            return "xla"
+    if impl == "splash" and not splash_applies(query, key, mask, is_causal):
+        return "xla"
+    return impl
+
+
+def cudnn_supports(query, key, mask=None) -> bool:
+    """Whether cuDNN's fused attention takes these shapes (jax's `check_is_flash_attention`, pre-Hopper
+    limits): bf16/fp16, head_dim <= 128 and a multiple of 8, even lengths when a mask (bias) is given."""
+    d = query.shape[-1]
+    if jnp.dtype(query.dtype) not in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)):
+        return False
+    if d > 128 or d % 8:
+        return False
+    return mask is None or (query.shape[1] % 2 == 0 and key.shape[1] % 2 == 0)
+
+
+def splash_applies(query, key, mask=None, is_causal: bool = False) -> bool:
+    """Whether `splash_attention` computes this call: self-attention (T == S, so no KV cache), causal
+    with a mask or with no mask at all."""
+    return query.shape[1] == key.shape[1] and (mask is None or is_causal)
 
 
 def reference_attention(query, key, value, mask=None, *, scale=None):
@@ -189,6 +260,120 @@ def _blockwise_bwd(scale, causal, block, residuals, grad):
 
 
 _blockwise.defvjp(_blockwise_fwd, _blockwise_bwd)
+
+
+def splash_block(length: int) -> int:
+    """The splash block size for a sequence of `length`: least padding to a multiple, then the largest.
+
+    1024 and 2048 tokens take 512; 640 or 1088 (LISA's 512 text tokens and a 576-token image) take 128
+    rather than pad to 1024 or 1536.
+    """
+    return min(SPLASH_BLOCKS, key=lambda b: (-(-length // b) * b, -b))
+
+
+def splash_attention(query, key, value, mask=None, *, scale=None, is_causal=False, sliding_window=0, interpret=None):
+    """Self-attention by the Pallas splash kernel (shapes and arguments as `dot_product_attention`, T == S).
+
+    The kernel takes a static mask (causal, `sliding_window`'s local band, or full when `mask` is
+    None) and-ed with segment ids: a query sees a key only where their ids agree. Real tokens get
+    id 1 and padding id 0, read off the mask's diagonal, so every real query sees exactly the real
+    keys the causal mask shows it, and a padding query sees padding keys, itself included (finite;
+    the reference shows a right-padding query the real keys before it, but no real query ever sees
+    a padding position, so those outputs reach no loss). The sequence is padded with id-0 rows to
+    a multiple of the block (`splash_block`) and sliced back. Queries are multiplied by `scale`
+    before the kernel (it has no scale of its own); its softmax statistics are float32.
+
+    Under a `sharding_context` the kernel runs in `shard_map` over the batch (`activation_batch`'s
+    mesh axes: data, fsdp) and the heads (`activation_heads`': tensor) as MaxText does: each device
+    holds whole sequences of its heads. The sequence is never split (the kernel's causal mask is
+    global). Query and key/value heads share the head split only where the key/value heads divide
+    it too (device i then holds query heads [i H/n, (i+1) H/n) and their kv heads [i K/n, ...));
+    otherwise the heads stay whole.
+
+    Args:
+      interpret: run Pallas in interpret mode; default: unless the target platform is TPU.
+    """
+    b, t, _, d = query.shape
+    if key.shape[1] != t:
+        raise ValueError(f"splash attention is self-attention: {t} queries but {key.shape[1]} keys")
+    if mask is not None and not is_causal:
+        raise ValueError("splash attention takes a causal mask (is_causal=True) or no mask")
+    scale = d**-0.5 if scale is None else float(scale)
+    if interpret is None:
+        interpret = target_platform() != "tpu"
+    causal = mask is not None
+    if causal:
+        real = jnp.diagonal(jnp.broadcast_to(mask, (b, 1, t, t))[:, 0], axis1=1, axis2=2)
+    else:
+        real = jnp.ones((b, t), bool)
+    window = sliding_window if causal and 0 < sliding_window < t else 0
+    block = splash_block(t)
+    padded = -(-t // block) * block
+    segments = jnp.pad(real.astype(jnp.int32), ((0, 0), (0, padded - t)))
+    q = (query.astype(jnp.float32) * scale).astype(query.dtype)  # one rounding, not the scale's in bf16 too
+
+    def heads_first(x):  # [B, T, N, D] -> [B, N, T_padded, D]
+        return jnp.pad(x, ((0, 0), (0, padded - t), (0, 0), (0, 0))).transpose(0, 2, 1, 3)
+
+    q, k, v = heads_first(q), heads_first(key), heads_first(value)
+    local = functools.partial(_splash_local, causal=causal, window=window, block=block, interpret=bool(interpret))
+    ctx = current_context()
+    if ctx is not None:
+        mesh_shape = dict(ctx.mesh.shape)
+        q_spec = logical_to_spec((ACT_BATCH, ACT_HEADS, None, None), ctx.rules, q.shape, mesh_shape)
+        kv_spec = logical_to_spec((ACT_BATCH, ACT_KV_HEADS, None, None), ctx.rules, k.shape, mesh_shape)
+        batch_axes, head_axes = q_spec[0], q_spec[1] if q_spec[1] == kv_spec[1] else None
+        q_spec = kv_spec = PartitionSpec(batch_axes, head_axes, None, None)
+        local = jax.shard_map(
+            local,
+            mesh=ctx.mesh,
+            in_specs=(q_spec, kv_spec, kv_spec, PartitionSpec(batch_axes, None)),
+            out_specs=q_spec,
+            check_vma=False,
+        )
+    out = local(q, k, v, segments)
+    return out[:, :, :t].transpose(0, 2, 1, 3).astype(query.dtype)
+
+
+def _splash_local(q, k, v, segments, *, causal, window, block, interpret):
+    """The kernel on one device's arrays: q float[B, H, T, D], k/v float[B, K, T, D], segments int32[B, T]."""
+    from jax.experimental.pallas.ops.tpu import splash_attention as splash
+
+    kernel = _splash_kernel(q.shape[1], q.shape[2], causal, window, block, interpret)
+    return jax.vmap(kernel)(q, k, v, segment_ids=splash.SegmentIds(segments, segments))
+
+
+@functools.lru_cache(maxsize=32)
+def _splash_kernel(heads: int, length: int, causal: bool, window: int, block: int, interpret: bool):
+    """A splash MHA kernel (its query heads share key/value heads in groups, as ours) for one static mask."""
+    from jax.experimental.pallas.ops.tpu import splash_attention as splash
+
+    shape = (length, length)
+    if not causal:
+        head_mask = splash.FullMask(shape)
+    elif window:
+        head_mask = splash.LocalMask(shape, window_size=(window - 1, 0), offset=0)
+    else:
+        head_mask = splash.CausalMask(shape)
+    sizes = splash.BlockSizes(
+        block_q=block,
+        block_kv=block,
+        block_kv_compute=block,
+        block_q_dkv=block,
+        block_kv_dkv=block,
+        block_kv_dkv_compute=block,
+        block_q_dq=block,
+        block_kv_dq=block,
+    )
+    # The mask's block tables are numpy work; as concrete arrays they are cached across traces.
+    with jax.ensure_compile_time_eval():
+        return splash.make_splash_mha(
+            splash.MultiHeadMask([head_mask] * heads),
+            block_sizes=sizes,
+            head_shards=1,
+            q_seq_shards=1,
+            interpret=interpret,
+        )
 
 
 def causal_mask(query_positions: jax.Array, key_valid: jax.Array, sliding_window: int = 0) -> jax.Array:

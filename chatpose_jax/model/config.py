@@ -141,8 +141,12 @@ class ModelConfig:
     eos_token_id: int = 2  # </s>
     dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"  # compute dtype; norms, softmax, losses in float32
     param_dtype: Literal["float32", "bfloat16"] = "float32"  # storage dtype of parameters
-    # "reference" | "xla" | "cudnn" (fused, GPU bf16); see model/attention.py.
-    attention_impl: Literal["reference", "xla", "cudnn"] = "xla"
+    # Attention kernel (model/attention.py): "reference" (einsum, float32 softmax), "xla" (XLA; a
+    # blockwise kernel on CPU), "cudnn" (fused, GPU bf16/fp16), "splash" (Pallas splash attention, TPU;
+    # training and prefill, decoding steps take "xla"), "auto" = the platform compiled for picks:
+    # splash on TPU, cuDNN on GPU where it takes the shapes (else xla), xla on CPU. The full recipes
+    # (default_config.apply_recipe) set "auto".
+    attention_impl: Literal["reference", "xla", "cudnn", "splash", "auto"] = "xla"
     # Gradient checkpointing of decoder layers (model/llama.py `remat_policy`; MaxText's names;
     # chatpose-compile prints each one's memory). Training configs choose one; none for inference.
     remat_policy: Literal[

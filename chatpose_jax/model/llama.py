@@ -119,7 +119,9 @@ class LlamaAttention(nn.Module):
             new_cache = {"k": k, "v": v}
             k, v = k.astype(self.dtype), v.astype(self.dtype)
         # Without a cache the mask is causal by construction (chatpose.py), so keys after a query can be skipped.
-        out = dot_product_attention(q, k, v, mask, impl=self.attention_impl, is_causal=layer_cache is None)
+        out = dot_product_attention(
+            q, k, v, mask, impl=self.attention_impl, is_causal=layer_cache is None, sliding_window=cfg.sliding_window
+        )
         out = constrain(out, BTHD).reshape(b, t, h * dh)
         return checkpoint_name(dense(cfg.hidden_size, ("heads", "embed"), "o_proj")(out), OUT_PROJ_NAME), new_cache
 
