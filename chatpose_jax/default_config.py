@@ -205,7 +205,8 @@ def apply_recipe(c: ml_collections.ConfigDict, recipe: str) -> ml_collections.Co
     "chatpose": ChatPose's released launch script (LoRA r=128 alpha=256, batch 16 x accum 2,
     30 epochs x 500 steps, model_max_length 1024 counting the image's 576 positions, posescript ||
     vqa || hmr at 1:1:2, no HMR augmentation as the supplement says).
-    Both write images as <im_start><image><im_end> (LISA's use_mm_start_end, on by default).
+    Both write images as <im_start><image><im_end> (LISA's use_mm_start_end, on by default) and take
+    the platform's fused attention (`model.attention_impl="auto"`).
     """
     if recipe == "lisa":
         c.model.lora.rank, c.model.lora.alpha = 8, 16.0
@@ -227,4 +228,6 @@ def apply_recipe(c: ml_collections.ConfigDict, recipe: str) -> ml_collections.Co
     c.data.datasets = ("posescript", "llava_instruct", "hmr_images")
     c.data.ratios = (1.0, 1.0, 2.0)
     c.model.mm_use_im_start_end = True  # LISA's train_ds (and so ChatPose's) wraps the image (use_mm_start_end)
+    # The platform's fused attention: Pallas splash on TPU, cuDNN on GPU (bf16), XLA on CPU (model/attention.py).
+    c.model.attention_impl = "auto"
     return c
