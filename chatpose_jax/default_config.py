@@ -205,8 +205,11 @@ def apply_recipe(c: ml_collections.ConfigDict, recipe: str) -> ml_collections.Co
     "chatpose": ChatPose's released launch script (LoRA r=128 alpha=256, batch 16 x accum 2,
     30 epochs x 500 steps, model_max_length 1024 counting the image's 576 positions, posescript ||
     vqa || hmr at 1:1:2, no HMR augmentation as the supplement says).
-    Both write images as <im_start><image><im_end> (LISA's use_mm_start_end, on by default) and take
-    the platform's fused attention (`model.attention_impl="auto"`).
+    Both write images as <im_start><image><im_end> (LISA's use_mm_start_end, on by default), take
+    the platform's fused attention (`model.attention_impl="auto"`) and pack conversations into rows
+    (`data.pack`, up to 8 `<POSE>` tokens a row): a step then holds batch_size rows of several
+    conversations each, where the released code pads one conversation per row (set
+    `--config.data.pack=False` to train exactly as it did).
     """
     if recipe == "lisa":
         c.model.lora.rank, c.model.lora.alpha = 8, 16.0
@@ -230,4 +233,8 @@ def apply_recipe(c: ml_collections.ConfigDict, recipe: str) -> ml_collections.Co
     c.model.mm_use_im_start_end = True  # LISA's train_ds (and so ChatPose's) wraps the image (use_mm_start_end)
     # The platform's fused attention: Pallas splash on TPU, cuDNN on GPU (bf16), XLA on CPU (model/attention.py).
     c.model.attention_impl = "auto"
+    # Packed rows: a text-only PoseScript conversation is about a tenth of an image one, so padded rows
+    # are mostly padding (benchmarks/input_pipeline.py measures the share); a row holds one image.
+    c.data.pack = True
+    c.model.pose_head.max_poses = 8
     return c

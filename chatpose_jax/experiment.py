@@ -125,6 +125,13 @@ class DataConfig:
     # text-only records too.
     vqa_image_sources: tuple[str, ...] = ("coco", "gqa", "vg")
     shuffle_buffer: int = 1000  # examples in tf.data's shuffle buffer
+    # Packed rows: several conversations per batch row (greedy first fit, in stream order) instead of
+    # one padded to its bucket, each its own attention segment with positions from 0 (segment_ids,
+    # positions in the batch). A row holds at most one image conversation and at most
+    # model.pose_head.max_poses <POSE> tokens (raise it, e.g. to 8, or rows close early).
+    # The LM head then runs on every position (train.max_text_length no longer bounds a row's text).
+    pack: bool = False
+    pack_length: int = 0  # length of a packed row; 0 = the longest bucket (train.max_text_length + one image)
 
     def __post_init__(self):
         if len(self.datasets) != len(self.ratios):

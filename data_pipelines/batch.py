@@ -16,6 +16,17 @@ B and a fixed length T per batch (one of a few bucket lengths):
   bool[B, P]: target poses in the order of the `<POSE>` tokens in the sequence,
   P = model.pose_head.max_poses (1 by default).
 - `source` int32[B]: index of the dataset in DataConfig.datasets.
+
+Packed rows (`data.pack`): a row holds several conversations one after the other, then padding.
+Two more keys say where each lies, and the other keys change meaning per row:
+- `segment_ids` int32[B, T]: 1, 2, ... per conversation of the row, 0 at padding. No token
+  attends across conversations.
+- `positions` int32[B, T]: each token's position in its own conversation (from 0; 0 at padding),
+  the rotary positions.
+- `pixel_values`, `has_image`: the image of the row's one image conversation (at most one a row).
+- pose slots: slot p is the row's p-th `<POSE>` token; a conversation's target sits at the slot
+  of its first `<POSE>`; P bounds the `<POSE>` tokens of a row.
+- `source`: the dataset of the row's first conversation.
 """
 
 from __future__ import annotations
@@ -37,6 +48,11 @@ LAYOUT = {
     "pose_mask": (np.bool_, ("P",)),
     "source": (np.int32, ()),
 }
+# The keys of packed batches only.
+PACKED_LAYOUT = {
+    "segment_ids": (np.int32, ("T",)),
+    "positions": (np.int32, ("T",)),
+}
 
 
 def check_batch(batch: dict, image_size: int, max_poses: int) -> None:
@@ -46,7 +62,10 @@ def check_batch(batch: dict, image_size: int, max_poses: int) -> None:
         raise ValueError(f"batch lacks {missing}")
     b, t = batch["input_ids"].shape
     dims = {"T": t, "P": max_poses, "H": image_size}
-    for key, (dtype, shape) in LAYOUT.items():
+    packed = {k: v for k, v in PACKED_LAYOUT.items() if k in batch}
+    if packed and len(packed) != len(PACKED_LAYOUT):
+        raise ValueError(f"a packed batch holds {sorted(PACKED_LAYOUT)}, this one only {sorted(packed)}")
+    for key, (dtype, shape) in {**LAYOUT, **packed}.items():
         want = (b, *(dims.get(d, d) for d in shape))
         value = batch[key]
         if tuple(value.shape) != want or np.dtype(value.dtype) != np.dtype(dtype):

@@ -69,6 +69,8 @@ class PipelineConfig:
     seed: int = 0
     buckets: tuple[int, ...] = ()
     splits: tuple[str, ...] = ()  # per dataset; default TRAIN_SPLITS
+    pack: bool = False  # several conversations per row (`pack_rows`); max_poses then bounds a row's <POSE>s
+    pack_length: int = 0  # length of a packed row; 0 = the longest bucket
 
     @property
     def max_length(self) -> int:
@@ -103,6 +105,8 @@ def pipeline_config(experiment, **overrides) -> PipelineConfig:
         image_start_end=experiment.model.mm_use_im_start_end,
         shuffle_buffer=experiment.data.shuffle_buffer,
         seed=experiment.train.seed,
+        pack=experiment.data.pack,
+        pack_length=experiment.data.pack_length,
     )
     fields.update(overrides)
     return PipelineConfig(**fields)
@@ -356,6 +360,100 @@ def to_layout(el: dict, length: int, max_poses: int) -> dict[str, np.ndarray]:
     }
 
 
+PACK_SCAN = 8  # a packed batch scans at most this many samples a row
+PACKED_CUT = ("input_ids", "attention_mask", "labels", "segment_ids", "positions")
+
+
+def pack_rows(
+    lengths: np.ndarray, num_pose: np.ndarray, has_image: np.ndarray, rows: int, length: int, max_poses: int
+) -> list[int]:
+    """Greedy packing in stream order: the row of each sample, -1 for one that fits no row (skipped).
+
+    Each sample goes into the least filled of `rows` rows that has room for its tokens (rows of
+    `length`), its `<POSE>` tokens (at most `max_poses` a row) and, if it has an image, has no
+    image yet (one image a row); least filled first keeps the rows even, since a batch is cut to
+    its fullest row. A sample that fits no row is skipped (-1) and left for the next batch. The
+    scan ends after `rows` misfits in a row (the rows are full) or at the end of the samples.
+
+    Returns:
+      the row of each sample scanned (-1 = skipped); samples after the last entry were not scanned.
+    """
+    used = np.zeros(rows, np.int64)
+    poses = np.zeros(rows, np.int64)
+    image = np.zeros(rows, bool)
+    placed = []
+    misfits = 0
+    for n, k, img in zip(lengths, num_pose, has_image, strict=True):
+        fits = (used + n <= length) & (poses + k <= max_poses) & ~(image & bool(img))
+        if not fits.any():
+            placed.append(-1)
+            misfits += 1
+            if misfits >= rows:
+                break
+            continue
+        misfits = 0
+        r = int(np.argmin(np.where(fits, used, np.iinfo(np.int64).max)))
+        used[r] += n
+        poses[r] += k
+        image[r] |= bool(img)
+        placed.append(r)
+    return placed
+
+
+def to_packed_layout(
+    el: dict, rows: list[int], num_rows: int, length: int, max_poses: int, pad_id: int
+) -> dict[str, np.ndarray]:
+    """Samples (tokenised, right-padded) packed by `pack_rows` -> the batch layout of packed rows.
+
+    Row r holds its samples one after the other, each a segment: `segment_ids` int32[B, T] numbers
+    them 1.. in the row (0 = padding), `positions` int32[B, T] counts from 0 in each. A row's image
+    is its image sample's (zeros if none); pose slot p of a row is its p-th `<POSE>` token, the
+    first slot of a sample holding the sample's target as in `to_layout`. `source` is the first
+    sample's.
+    """
+    b, t = num_rows, length
+    out = {
+        "input_ids": np.full((b, t), pad_id, np.int32),
+        "attention_mask": np.zeros((b, t), np.int32),
+        "labels": np.full((b, t), -100, np.int32),
+        "segment_ids": np.zeros((b, t), np.int32),
+        "positions": np.zeros((b, t), np.int32),
+        "pixel_values": np.zeros((b, *el["pixel_values"].shape[1:]), np.float32),
+        "has_image": np.zeros(b, bool),
+        "pose_global_orient": np.zeros((b, max_poses, 3), np.float32),
+        "pose_body_pose": np.zeros((b, max_poses, 69), np.float32),
+        "pose_betas": np.zeros((b, max_poses, 10), np.float32),
+        "pose_mask": np.zeros((b, max_poses), bool),
+        "source": np.full(b, -1, np.int32),
+    }
+    used = np.zeros(b, np.int64)
+    segments = np.zeros(b, np.int64)
+    poses = np.zeros(b, np.int64)
+    lengths = el["attention_mask"].sum(axis=1)
+    for i, r in enumerate(rows):
+        n, at = int(lengths[i]), int(used[r])
+        segments[r] += 1
+        out["input_ids"][r, at : at + n] = el["input_ids"][i, :n]
+        out["attention_mask"][r, at : at + n] = 1
+        out["labels"][r, at : at + n] = el["labels"][i, :n]
+        out["segment_ids"][r, at : at + n] = segments[r]
+        out["positions"][r, at : at + n] = np.arange(n)
+        if el["has_image"][i]:
+            out["pixel_values"][r] = el["pixel_values"][i]
+            out["has_image"][r] = True
+        if el["has_pose"][i] and el["num_pose"][i] > 0:
+            p = int(poses[r])
+            out["pose_mask"][r, p] = True
+            for key in ("global_orient", "body_pose", "betas"):
+                out[f"pose_{key}"][r, p] = el[key][i]
+        if out["source"][r] < 0:
+            out["source"][r] = el["source"][i]
+        used[r] += n
+        poses[r] += int(el["num_pose"][i])
+    out["source"] = np.maximum(out["source"], 0)
+    return out
+
+
 class BatchIterator:
     """Endless iterator of this host's batches (numpy dicts in the batch layout) with resumable state.
 
@@ -366,6 +464,10 @@ class BatchIterator:
 
     Use `global_batch(batch, mesh)` for the sharded global arrays. `dropped` counts the samples
     the tokenizer dropped (e.g. 'pose_truncated') in the elements produced so far.
+
+    With `config.pack` each row holds as many conversations as `pack_rows` fits into
+    `config.pack_length` (default the longest bucket) and the batch adds `segment_ids` and
+    `positions` (`to_packed_layout`); its length is the smallest bucket that holds the fullest row.
     """
 
     def __init__(
@@ -386,6 +488,7 @@ class BatchIterator:
         self.process_index, self.process_count = process_index, process_count
         self._tokenize = Tokenize(tokenizer, config)
         self._next_index = 0
+        self._consumed: set[int] = set()  # packing: samples at or after _next_index already in a batch
         self._iterator = None
         if state is not None:
             self.restore(state)
@@ -414,21 +517,73 @@ class BatchIterator:
         self._buffer = [rest] if len(rest["index"]) else []
         return {k: v[:count] for k, v in merged.items()}
 
+    def _packed(self, rows: int) -> tuple[dict[str, np.ndarray], list[int], int]:
+        """The samples `pack_rows` places into `rows` rows: (samples, their rows, row length).
+
+        It scans at most PACK_SCAN * rows samples from the front of the buffer (tokenising chunks
+        as needed); those it skips stay in the buffer, in order, for the next batch.
+        """
+        length = self.config.pack_length or self.config.bucket_lengths[-1]
+        if length < self.config.max_length:
+            raise ValueError(f"pack_length={length} is shorter than a sample may be ({self.config.max_length})")
+        scan = PACK_SCAN * rows
+        while sum(len(r["index"]) for r in self._buffer) < scan:
+            chunk = tokenize_chunk(self._tokenize, next(self._iterator))
+            if self._consumed:  # resumed: samples after the resume point that an earlier batch took
+                keep = ~np.isin(chunk["index"], list(self._consumed))
+                chunk = {k: v[keep] for k, v in chunk.items()}
+            self._buffer.append(chunk)
+        merged = {k: np.concatenate([r[k] for r in self._buffer]) for k in self._buffer[0]}
+        head = {k: v[:scan] for k, v in merged.items()}
+        placed = np.array(
+            pack_rows(head["attention_mask"].sum(axis=1), head["num_pose"], head["has_image"], rows, length,
+                      self.config.max_poses),
+            np.int64,
+        )  # fmt: skip
+        taken = np.zeros(len(merged["index"]), bool)
+        taken[: len(placed)] = placed >= 0
+        self._buffer = [{k: v[~taken] for k, v in merged.items()}]
+        el = {k: v[taken] for k, v in merged.items()}
+        # Resume point: the first sample not taken (earlier ones are all consumed); the samples after
+        # it that some batch took are remembered, so that a restored iterator skips them.
+        rest = self._buffer[0]["index"]
+        resume = int(rest[0]) if len(rest) else int(merged["index"].max()) + 1
+        self._consumed = {i for i in self._consumed | set(el["index"].tolist()) if i >= resume}
+        self._next_index = resume
+        return el, placed[placed >= 0].tolist(), length
+
     def __next__(self) -> dict[str, np.ndarray]:
         self._ensure()
-        el = self._take_rows(self.config.batch_size // self.process_count)
-        self._next_index = int(el["index"].max()) + 1
-        longest = int(el["attention_mask"].sum(axis=1).max())
+        rows = self.config.batch_size // self.process_count
+        if self.config.pack:
+            el, placed, length = self._packed(rows)
+            batch = to_packed_layout(el, placed, rows, length, self.config.max_poses, self._tokenize.ids["pad"])
+            longest = int(batch["attention_mask"].sum(axis=1).max())
+        else:
+            el = self._take_rows(rows)
+            self._next_index = int(el["index"].max()) + 1
+            longest = int(el["attention_mask"].sum(axis=1).max())
         if self.process_count > 1:
             from jax.experimental import multihost_utils
 
             longest = int(np.max(multihost_utils.process_allgather(np.int32(longest))))
-        length = next(b for b in self.config.bucket_lengths if b >= longest)
+        buckets = self.config.bucket_lengths
+        if self.config.pack:
+            buckets = tuple(b for b in buckets if b < length) + (length,)
+            length = next(b for b in buckets if b >= longest)
+            return {k: v[:, :length] if k in PACKED_CUT else v for k, v in batch.items()}
+        length = next(b for b in buckets if b >= longest)
         return to_layout(el, length, self.config.max_poses)
 
     def state(self) -> dict:
-        """{'version', 'next_index', 'seed', 'datasets', 'ratios', 'process_index', 'process_count'}."""
+        """{'version', 'next_index', 'seed', 'datasets', 'ratios', 'process_index', 'process_count'}.
+
+        Packed batches skip samples that fit no row and take them later, so with `config.pack` the
+        state adds 'consumed': the samples after next_index that a batch already took.
+        """
+        extra = {"consumed": sorted(self._consumed)} if self.config.pack else {}
         return {
+            **extra,
             "version": STATE_VERSION,
             "next_index": self._next_index,
             "seed": self.config.seed,
@@ -445,6 +600,7 @@ class BatchIterator:
             if list(np.atleast_1d(state.get(key))) != list(np.atleast_1d(mine[key])):
                 raise ValueError(f"iterator state has {key}={state.get(key)!r}; this pipeline has {mine[key]!r}")
         self._next_index = int(state["next_index"])
+        self._consumed = {int(i) for i in state.get("consumed", ())}
         self._iterator = None
 
 

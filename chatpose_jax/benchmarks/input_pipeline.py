@@ -10,6 +10,13 @@ TFDS builders, then times `data_pipelines.pipeline.BatchIterator` after a warm-u
 and the tiny config's jitted training step on batches of its size, so the ratio says how many
 times faster the pipeline produces examples than training consumes them (> 1: never the bottleneck).
 Targets on the 2-core dev machine: >= 1500 text and >= 150 image examples/s.
+
+Then the padding share of the `chatpose` recipe's mixture (posescript || vqa || hmr at 1:1:2,
+1024 positions counting a 576-token image, <im_start>/<im_end>) over `--padding_batches` batches of
+`--padding_rows` rows, padded (one conversation a row, cut to the batch's bucket) against packed
+(`data.pack`, up to 8 <POSE> a row): the share of positions that hold padding, both of the batches
+as cut and of the full 1024-position rows a compiled step is shaped for, and the real tokens a
+1024-position row then holds (tokens per step at the same memory = rows x that).
 """
 
 from __future__ import annotations
@@ -23,6 +30,28 @@ from absl import app, flags
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where to synthesise and prepare (default: a temp folder).")
 _SECONDS = flags.DEFINE_float("seconds", 8.0, "Seconds timed per pipeline.")
 _TRAIN_STEPS = flags.DEFINE_integer("train_steps", 10, "Timed tiny training steps (0 skips).")
+_PADDING_BATCHES = flags.DEFINE_integer("padding_batches", 40, "Batches read to measure the padding share (0 skips).")
+_PADDING_ROWS = flags.DEFINE_integer("padding_rows", 16, "Rows per batch when measuring the padding share.")
+
+
+def padding_share(iterator, batches: int, full_length: int) -> dict[str, float]:
+    """Padding of `batches` batches: {'cut': share of the batches' positions (as cut to their bucket),
+    'full': share of `full_length`-position rows, 'tokens_per_row': real tokens a row, 'conversations_per_row'}."""
+    real = cut = rows = conversations = 0
+    for _ in range(batches):
+        batch = next(iterator)
+        mask = batch["attention_mask"]
+        real += int(mask.sum())
+        cut += mask.size
+        rows += mask.shape[0]
+        segments = batch.get("segment_ids")
+        conversations += int(segments.max(axis=1).sum()) if segments is not None else mask.shape[0]
+    return {
+        "cut": 1 - real / cut,
+        "full": 1 - real / (rows * full_length),
+        "tokens_per_row": real / rows,
+        "conversations_per_row": conversations / rows,
+    }
 
 
 def _examples_per_second(iterator, seconds: float, warmup_batches: int = 3) -> tuple[float, int]:
@@ -108,6 +137,25 @@ def main(argv):
         print(f"tiny training step consumes {train:.1f} examples/s")
         for name, rate in rates.items():
             print(f"  ratio pipeline / training, {name}: {rate / train:.1f}")
+    if _PADDING_BATCHES.value:
+        recipe = dict(
+            data_dir=data_dir, datasets=("posescript", "llava_instruct", "hmr_images"), ratios=(1.0, 1.0, 2.0),
+            batch_size=_PADDING_ROWS.value, image_size=336, num_image_tokens=576, max_text_length=1024,
+            length_counts_image=True, image_start_end=True, shuffle_buffer=256, seed=0, max_poses=8,
+        )  # fmt: skip
+        chat_tokenizer = load_tokenizer(paths["tokenizer"], image_start_end=True)
+        shares = {}
+        for name, pack in (("padded", False), ("packed", True)):
+            cfg = PipelineConfig(**recipe, pack=pack)
+            shares[name] = padding_share(BatchIterator(cfg, chat_tokenizer, 0, 1), _PADDING_BATCHES.value, 1024)
+        print(f"chatpose recipe mixture, {_PADDING_BATCHES.value} batches of {_PADDING_ROWS.value} rows, 1024 positions:")
+        for name, share in shares.items():
+            print(
+                f"  {name}: padding {share['cut']:.1%} of the batches as cut, {share['full']:.1%} of 1024-position rows; "
+                f"{share['tokens_per_row']:.0f} real tokens and {share['conversations_per_row']:.2f} conversations a row"
+            )
+        gain = shares["packed"]["tokens_per_row"] / shares["padded"]["tokens_per_row"]
+        print(f"  ratio packed / padded, real tokens per 1024-position row (same step memory): {gain:.2f}")
 
 
 if __name__ == "__main__":

@@ -67,6 +67,7 @@ def dot_product_attention(
     scale: float | None = None,
     is_causal: bool = False,
     sliding_window: int = 0,
+    segment_ids: jax.Array | None = None,
 ) -> jax.Array:
     """Scaled dot-product attention.
 
@@ -82,6 +83,10 @@ def dot_product_attention(
         must be `causal_mask(arange(T), key_valid, sliding_window)`, and only its diagonal (which
         keys are real) is read.
       sliding_window: the window the mask was built with (0 = none); read by "splash" only.
+      segment_ids: int[B, T] of packed rows (0 = padding, 1.. = one per conversation), the ids
+        `mask` was built from (`segment_causal_mask`); read by "splash" only, whose segment ids they
+        become (the mask's diagonal cannot tell one conversation from the next). The other kernels
+        read the mask alone.
 
     Returns:
       float[B, T, H, Dh] in the dtype of `query`.
@@ -91,7 +96,14 @@ def dot_product_attention(
         return reference_attention(query, key, value, mask, scale=scale)
     if impl == "splash":
         return splash_attention(
-            query, key, value, mask, scale=scale, is_causal=is_causal, sliding_window=sliding_window
+            query,
+            key,
+            value,
+            mask,
+            scale=scale,
+            is_causal=is_causal,
+            sliding_window=sliding_window,
+            segment_ids=segment_ids,
         )
     if mask is not None:
         mask = jnp.broadcast_to(mask, (query.shape[0], 1, query.shape[1], key.shape[1]))
@@ -271,7 +283,9 @@ def splash_block(length: int) -> int:
     return min(SPLASH_BLOCKS, key=lambda b: (-(-length // b) * b, -b))
 
 
-def splash_attention(query, key, value, mask=None, *, scale=None, is_causal=False, sliding_window=0, interpret=None):
+def splash_attention(
+    query, key, value, mask=None, *, scale=None, is_causal=False, sliding_window=0, segment_ids=None, interpret=None
+):
     """Self-attention by the Pallas splash kernel (shapes and arguments as `dot_product_attention`, T == S).
 
     The kernel takes a static mask (causal, `sliding_window`'s local band, or full when `mask` is
@@ -290,7 +304,12 @@ def splash_attention(query, key, value, mask=None, *, scale=None, is_causal=Fals
     it too (device i then holds query heads [i H/n, (i+1) H/n) and their kv heads [i K/n, ...));
     otherwise the heads stay whole.
 
+    Packed rows (several conversations per row) pass `segment_ids` int[B, T] (0 = padding, 1.. per
+    conversation, the ids the mask was built from by `segment_causal_mask`): they replace the
+    diagonal's real/padding ids, so no query sees a key of another conversation.
+
     Args:
+      segment_ids: int[B, T] or None (read the diagonal of `mask`).
       interpret: run Pallas in interpret mode; default: unless the target platform is TPU.
     """
     b, t, _, d = query.shape
@@ -302,7 +321,9 @@ def splash_attention(query, key, value, mask=None, *, scale=None, is_causal=Fals
     if interpret is None:
         interpret = target_platform() != "tpu"
     causal = mask is not None
-    if causal:
+    if segment_ids is not None:
+        real = jnp.asarray(segment_ids, jnp.int32)
+    elif causal:
         real = jnp.diagonal(jnp.broadcast_to(mask, (b, 1, t, t))[:, 0], axis1=1, axis2=2)
     else:
         real = jnp.ones((b, t), bool)
@@ -391,3 +412,25 @@ def causal_mask(query_positions: jax.Array, key_valid: jax.Array, sliding_window
     if sliding_window:
         visible &= slots[None, None, :] > query_positions[:, :, None] - sliding_window
     return (visible & key_valid[:, None, :])[:, None]
+
+
+def segment_causal_mask(segment_ids: jax.Array, sliding_window: int = 0) -> jax.Array:
+    """bool[B, 1, T, T] of packed rows: causal, within one conversation, never at padding.
+
+    Args:
+      segment_ids: int[B, T], 0 at padding, 1.. one id per conversation of the row.
+      sliding_window: as `causal_mask` (slots inside a conversation are its positions).
+    """
+    same = segment_ids[:, :, None] == segment_ids[:, None, :]
+    return causal_mask(jnp.arange(segment_ids.shape[1]), segment_ids > 0, sliding_window) & same[:, None]
+
+
+def segment_positions(segment_ids: jax.Array) -> jax.Array:
+    """int32[B, T]: each token's position inside its conversation (0 at its first token, and at padding)."""
+    t = segment_ids.shape[1]
+    slots = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), segment_ids.shape)
+    starts = jnp.concatenate(
+        [jnp.ones_like(segment_ids[:, :1], bool), segment_ids[:, 1:] != segment_ids[:, :-1]], axis=1
+    )
+    first = jax.lax.cummax(jnp.where(starts, slots, 0), axis=1)
+    return jnp.where(segment_ids > 0, slots - first, 0).astype(jnp.int32)

@@ -23,7 +23,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from chatpose_jax.model.attention import causal_mask
+from chatpose_jax.model.attention import causal_mask, segment_causal_mask, segment_positions
 from chatpose_jax.model.config import ModelConfig
 from chatpose_jax.model.layers import Linear
 from chatpose_jax.model.llama import LlamaModel
@@ -126,6 +126,7 @@ class ChatPose(nn.Module):
         cache_index: jax.Array | int = 0,
         cache_mask: jax.Array | None = None,
         logits_positions: jax.Array | None = None,
+        segment_ids: jax.Array | None = None,
     ) -> ChatPoseOutput:
         """Forward pass.
 
@@ -140,6 +141,12 @@ class ChatPose(nn.Module):
           cache_mask: bool[B, S], True at cache slots that hold real tokens, these T included.
           logits_positions: int[B, K], the positions whose logits to compute (training needs only
             those whose next token is learned: `train.losses.learned_positions`); default all T.
+          segment_ids: int[B, T] for packed rows (several conversations per row, no cache): 0 at
+            padding, 1.. one id per conversation. A token then sees only the earlier tokens of its
+            own conversation (`attention.segment_causal_mask`, and-ed with `attention_mask`), and
+            position_ids default to positions inside each conversation (`attention.segment_positions`).
+            Images splice as ever: a row's placeholders, whichever conversation holds them, take its
+            one image (the data packs at most one image conversation into a row).
 
         Returns:
           ChatPoseOutput (logits float32[B, T, V], or [B, K, V] at `logits_positions`; hidden_states,
@@ -149,14 +156,23 @@ class ChatPose(nn.Module):
         if attention_mask is None:
             attention_mask = jnp.ones((b, t), bool)
         attention_mask = attention_mask.astype(bool)
+        if segment_ids is not None:
+            if kv_cache is not None:
+                raise ValueError("segment_ids (packed rows) are for training and scoring, not for decoding with a cache")
+            segment_ids = jnp.where(attention_mask, segment_ids, 0).astype(jnp.int32)
         if position_ids is None:
-            position_ids = jnp.maximum(jnp.cumsum(attention_mask, axis=1) - 1, 0)
-        if kv_cache is None:
+            if segment_ids is not None:
+                position_ids = segment_positions(segment_ids)
+            else:
+                position_ids = jnp.maximum(jnp.cumsum(attention_mask, axis=1) - 1, 0)
+        if segment_ids is not None:
+            mask = segment_causal_mask(segment_ids, self.config.text.sliding_window)
+        elif kv_cache is None:
             mask = causal_mask(jnp.arange(t), attention_mask, self.config.text.sliding_window)
         else:
             mask = causal_mask(cache_index + jnp.arange(t), cache_mask, self.config.text.sliding_window)
         embeds = self.embed(input_ids, pixel_values)
-        hidden, kv_cache = self.language_model(embeds, position_ids, mask, kv_cache, cache_index)
+        hidden, kv_cache = self.language_model(embeds, position_ids, mask, kv_cache, cache_index, segment_ids)
         head_in = hidden
         if logits_positions is not None:
             head_in = constrain(jnp.take_along_axis(hidden, logits_positions[..., None].astype(jnp.int32), axis=1), BTD)

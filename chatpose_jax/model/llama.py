@@ -84,8 +84,8 @@ class LlamaAttention(nn.Module):
     init_std: float
 
     @nn.compact
-    def __call__(self, x, positions, mask, cache_index, layer_cache):
-        """x float[B, T, d] -> (float[B, T, d], updated layer cache or None)."""
+    def __call__(self, x, positions, mask, cache_index, layer_cache, segment_ids=None):
+        """x float[B, T, d] -> (float[B, T, d], updated layer cache or None); segment_ids: packed rows' ids or None."""
         cfg = self.cfg
         h, k_heads, dh = cfg.num_heads, cfg.num_kv_heads, cfg.resolved_head_dim
         b, t, _ = x.shape
@@ -120,7 +120,14 @@ class LlamaAttention(nn.Module):
             k, v = k.astype(self.dtype), v.astype(self.dtype)
         # Without a cache the mask is causal by construction (chatpose.py), so keys after a query can be skipped.
         out = dot_product_attention(
-            q, k, v, mask, impl=self.attention_impl, is_causal=layer_cache is None, sliding_window=cfg.sliding_window
+            q,
+            k,
+            v,
+            mask,
+            impl=self.attention_impl,
+            is_causal=layer_cache is None,
+            sliding_window=cfg.sliding_window,
+            segment_ids=segment_ids,
         )
         out = constrain(out, BTHD).reshape(b, t, h * dh)
         return checkpoint_name(dense(cfg.hidden_size, ("heads", "embed"), "o_proj")(out), OUT_PROJ_NAME), new_cache
@@ -170,7 +177,7 @@ class LlamaDecoderLayer(nn.Module):
 
     @nn.compact
     def __call__(self, x, shared, layer_cache):
-        positions, mask, cache_index = shared
+        positions, mask, cache_index, segment_ids = shared
         norm = dict(eps=self.cfg.rms_norm_eps, dtype=self.dtype, param_dtype=self.param_dtype)
         h = RMSNorm(name="input_layernorm", **norm)(x)
         attn, layer_cache = LlamaAttention(
@@ -182,7 +189,7 @@ class LlamaDecoderLayer(nn.Module):
             self.deterministic,
             self.init_std,
             name="self_attn",
-        )(h, positions, mask, cache_index, layer_cache)
+        )(h, positions, mask, cache_index, layer_cache, segment_ids)
         x = x + attn
         h = RMSNorm(name="post_attention_layernorm", **norm)(x)
         x = x + LlamaMlp(
@@ -241,7 +248,7 @@ class LlamaModel(nn.Module):
         """Tied LM head: float[B, T, d] -> float[B, T, V] in `out_dtype` (default the compute dtype)."""
         return self.embed_tokens.attend(hidden, out_dtype)
 
-    def __call__(self, inputs_embeds, positions, mask, kv_cache=None, cache_index=0):
+    def __call__(self, inputs_embeds, positions, mask, kv_cache=None, cache_index=0, segment_ids=None):
         """Runs the decoder.
 
         Args:
@@ -250,12 +257,14 @@ class LlamaModel(nn.Module):
           mask: bool[B, 1, T, S] (S = T without a cache, the cache length with one).
           kv_cache: None or {"k", "v"}: float[L, B, S, K, Dh].
           cache_index: int scalar, the cache slot of the first of the T tokens.
+          segment_ids: int[B, T] of packed rows (0 = padding, 1.. per conversation), the ids the
+            mask was built from; only the "splash" kernel reads them (`attention.dot_product_attention`).
 
         Returns:
           (hidden float[B, T, d] after the final norm, updated cache or None).
         """
         x = constrain(inputs_embeds.astype(self.dtype), BTD)
-        shared = (positions, mask, cache_index)
+        shared = (positions, mask, cache_index, segment_ids)
         if self.scan_layers:
             x, new_cache = self.layers(x, shared, kv_cache)
         else:

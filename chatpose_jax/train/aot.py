@@ -185,10 +185,16 @@ def weight_gather_ideal(experiment: Experiment, mesh) -> float:
 
 
 def abstract_batch(experiment: Experiment, mesh, text_length: int | None = None) -> dict:
-    """The batch layout's shapes for one optimizer step (image + text tokens per sequence)."""
+    """The batch layout's shapes for one optimizer step (image + text tokens per sequence).
+
+    With `data.pack` rows are `data.pack_length` long (when set) and the batch adds the packed
+    rows' segment_ids and positions int32[B, T] (data_pipelines/batch.py).
+    """
     m, t = experiment.model, experiment.train
     b = t.batch_size
     seq = m.vision.num_image_tokens + (text_length or t.max_text_length)
+    if experiment.data.pack and experiment.data.pack_length and not text_length:
+        seq = experiment.data.pack_length
     p = m.pose_head.max_poses
     sh = batch_sharding(mesh)
     side = m.vision.image_size
@@ -196,7 +202,7 @@ def abstract_batch(experiment: Experiment, mesh, text_length: int | None = None)
     def spec(shape, dtype):
         return jax.ShapeDtypeStruct(shape, dtype, sharding=sh)
 
-    return {
+    batch = {
         "input_ids": spec((b, seq), jnp.int32),
         "attention_mask": spec((b, seq), jnp.int32),
         "labels": spec((b, seq), jnp.int32),
@@ -206,6 +212,10 @@ def abstract_batch(experiment: Experiment, mesh, text_length: int | None = None)
         "pose_betas": spec((b, p, 10), jnp.float32),
         "pose_mask": spec((b, p), jnp.bool_),
     }
+    if experiment.data.pack:
+        batch["segment_ids"] = spec((b, seq), jnp.int32)
+        batch["positions"] = spec((b, seq), jnp.int32)
+    return batch
 
 
 def compile_train_step(experiment: Experiment, devices, chip=None, text_length: int | None = None) -> CompileReport:

@@ -104,7 +104,11 @@ class PipelineSource:
         if jax.process_count() == 1:
             return {"hosts": [mine]}
         positions = multihost_utils.process_allgather(np.int64(mine["next_index"]))
-        return {"hosts": [{**mine, "process_index": i, "next_index": int(p)} for i, p in enumerate(positions)]}
+        hosts = [{**mine, "process_index": i, "next_index": int(p)} for i, p in enumerate(positions)]
+        if "consumed" in mine:  # packed rows: each host's samples past its next_index that a batch took
+            for host, consumed in zip(hosts, _allgather_ragged(mine["consumed"]), strict=True):
+                host["consumed"] = consumed
+        return {"hosts": hosts}
 
     def restore(self, state: dict) -> None:
         hosts = state["hosts"]
@@ -113,6 +117,15 @@ class PipelineSource:
                 f"the checkpoint's input state is for {len(hosts)} hosts, this run has {jax.process_count()}"
             )
         self.iterator.restore(hosts[jax.process_index()])
+
+
+def _allgather_ragged(values: list[int]) -> list[list[int]]:
+    """Every host's list of ints (lists of different lengths), in process order."""
+    counts = multihost_utils.process_allgather(np.int64(len(values)))
+    padded = np.full(max(1, int(np.max(counts))), -1, np.int64)
+    padded[: len(values)] = values
+    gathered = multihost_utils.process_allgather(padded)
+    return [[int(v) for v in row[:n]] for row, n in zip(np.asarray(gathered), np.asarray(counts), strict=True)]
 
 
 def make_pipeline_source(experiment: Experiment, mesh, split: str) -> PipelineSource:

@@ -124,7 +124,8 @@ def step_settings(experiment: Experiment) -> StepSettings:
         experiment.train.loss,
         experiment.train.grad_accum_steps,
         new_token_ids(experiment),
-        experiment.train.max_text_length,
+        # A packed row holds many conversations' text: its learned tokens have no bound below T.
+        0 if experiment.data.pack else experiment.train.max_text_length,
     )
 
 

@@ -7,7 +7,9 @@ gradient leaves params and optimizer state untouched and is counted in the state
 
 The batch layout is the one `data_pipelines` documents: input_ids, attention_mask, labels
 int32[B, T]; pixel_values float32[B, 3, H, W] (absent for text-only streams); pose_global_orient
-float32[B, P, 3], pose_body_pose float32[B, P, 69], pose_betas float32[B, P, 10], pose_mask bool[B, P].
+float32[B, P, 3], pose_body_pose float32[B, P, 69], pose_betas float32[B, P, 10], pose_mask bool[B, P];
+with packed rows (`data.pack`) also segment_ids and positions int32[B, T], which the model reads
+as its attention segments and rotary positions.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from chatpose_jax.model.config import ModelConfig
 from chatpose_jax.train import losses
 from chatpose_jax.train.state import TrainState, join_params
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "labels", "pixel_values")
+MODEL_INPUTS = ("input_ids", "attention_mask", "labels", "pixel_values", "segment_ids", "positions")
 POSE_TARGETS = ("pose_global_orient", "pose_body_pose", "pose_betas", "pose_mask")
 
 
@@ -96,8 +98,10 @@ def micro_loss(
         batch["input_ids"],
         batch.get("pixel_values"),
         batch["attention_mask"],
+        batch.get("positions"),
         dropout_rng=dropout_rng,
         logits_positions=positions,
+        segment_ids=batch.get("segment_ids"),
     )
     logits = out.logits if positions is not None else out.logits[:, :-1]
     ce_sum, n_tokens = losses.target_cross_entropy(logits, targets)
