@@ -148,7 +148,9 @@ def main(argv):
         for name, pack in (("padded", False), ("packed", True)):
             cfg = PipelineConfig(**recipe, pack=pack)
             shares[name] = padding_share(BatchIterator(cfg, chat_tokenizer, 0, 1), _PADDING_BATCHES.value, 1024)
-        print(f"chatpose recipe mixture, {_PADDING_BATCHES.value} batches of {_PADDING_ROWS.value} rows, 1024 positions:")
+        print(
+            f"chatpose recipe mixture, {_PADDING_BATCHES.value} batches of {_PADDING_ROWS.value} rows, 1024 positions:"
+        )
         for name, share in shares.items():
             print(
                 f"  {name}: padding {share['cut']:.1%} of the batches as cut, {share['full']:.1%} of 1024-position rows; "

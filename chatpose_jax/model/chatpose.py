@@ -158,7 +158,9 @@ class ChatPose(nn.Module):
         attention_mask = attention_mask.astype(bool)
         if segment_ids is not None:
             if kv_cache is not None:
-                raise ValueError("segment_ids (packed rows) are for training and scoring, not for decoding with a cache")
+                raise ValueError(
+                    "segment_ids (packed rows) are for training and scoring, not for decoding with a cache"
+                )
             segment_ids = jnp.where(attention_mask, segment_ids, 0).astype(jnp.int32)
         if position_ids is None:
             if segment_ids is not None:
