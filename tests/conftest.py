@@ -1,13 +1,31 @@
-"""Test setup: 8 forced CPU devices before jax is imported, so every mesh test runs here."""
+"""Test setup: 8 forced CPU devices before jax is imported, so every mesh test runs here; one XLA
+compilation cache per session, shared by the xdist workers and the processes tests start."""
 
 import os
+
+import pytest
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Programs compiled in several tests or processes (the tiny train step, the decoding steps) compile
+# once: JAX's persistent cache, in a fresh folder each session (pytest_configure below). Processes
+# that tests start inherit these variables.
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.5"
 
 import jax  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's tmp_path plugin has set up the session's base temp folder
+def pytest_configure(config):
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        # The controlling process (or a run without xdist); xdist's workers start later and inherit it.
+        folder = config._tmp_path_factory.getbasetemp() / "xla_cache"
+        folder.mkdir(exist_ok=True)
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = str(folder)
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])

@@ -1,4 +1,5 @@
-"""A retrieval model trained briefly on the session's synthetic PoseScript data (made once per session)."""
+"""A retrieval model trained briefly on the session's synthetic PoseScript data, and a random-init pose
+checkpoint (each made once per session, for all workers)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import os
 from pathlib import Path
 
 from tests.data_synth_cache import synthetic_data
+from tests.session_cache import once
 
 REPO = Path(__file__).resolve().parent.parent
 STEPS = 150
-_CACHE: dict[str, str] = {}
 
 
 def tiny_model_config(num_layers: int | None = None):
@@ -33,7 +34,8 @@ def random_pose_checkpoint(tmp_path_factory) -> str:
     decoding gives first after the 3DPW question, so answers say <POSE> where X would lead and the
     pose head reads real decoder states (as chat_fixtures.pose_checkpoint does for a trained model).
     """
-    if "random_ckpt" not in _CACHE:
+
+    def build(folder):
         import dataclasses
 
         import jax
@@ -54,10 +56,11 @@ def random_pose_checkpoint(tmp_path_factory) -> str:
         x = int(plain.stream(ids, max_new_tokens=1).tokens[0])
         kernel = params["lm_head"]["kernel"]
         params = {**params, "lm_head": {"kernel": kernel.at[:, config.pose_token_id].set(2.0 * kernel[:, x])}}
-        path = str(tmp_path_factory.mktemp("random_ckpt") / "model")
+        path = str(folder / "model")
         checkpoint_io.save_model_checkpoint(path, config, jax.device_get(params), tokenizer)
-        _CACHE["random_ckpt"] = path
-    return _CACHE["random_ckpt"]
+        return path
+
+    return once(tmp_path_factory, "random_pose_checkpoint", build)
 
 
 def retrieval_config(data_dir: str, tokenizer: str, steps: int = STEPS):
@@ -73,15 +76,17 @@ def retrieval_config(data_dir: str, tokenizer: str, steps: int = STEPS):
 
 def retrieval_workdir(tmp_path_factory) -> str:
     """WORKDIR of `chatpose-train --config configs/retrieval.py:tiny` run in-process for STEPS steps."""
-    if "workdir" not in _CACHE:
+
+    def build(folder):
         from chatpose_jax.experiment import load_experiment
         from chatpose_jax.retrieval.task import RetrievalTask
         from chatpose_jax.train.loop import train_and_evaluate
 
         data = synthetic_data(tmp_path_factory)
-        workdir = str(tmp_path_factory.mktemp("retrieval") / "w")
+        workdir = str(folder / "w")
         experiment = load_experiment(retrieval_config(data["data_dir"], data["raw"]["tokenizer"]))
         train_and_evaluate(experiment, workdir, RetrievalTask(), progress=False)
         assert os.path.exists(os.path.join(workdir, "retrieval_best", "info.json"))
-        _CACHE["workdir"] = workdir
-    return _CACHE["workdir"]
+        return workdir
+
+    return once(tmp_path_factory, "retrieval_workdir", build)

@@ -1,9 +1,10 @@
 """launch/ablate.py: the tiny runner end to end on a two-row table, resumption, full-scale commands, collection."""
 
+import contextlib
+import io
 import json
 import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from launch import ablate  # noqa: E402
+from tests.cli_in_process import run_tool  # noqa: E402
 
 SNAPSHOTS = REPO / "tests" / "snapshots"
 TINY = ["--rows", "vqa_only,all", "--benchmarks", "3dpw", "--steps", "2"]
@@ -21,23 +23,23 @@ TINY += ["--data_sizes", "num_poses=40,num_hmr_images=24,num_vqa_images=8,num_rp
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """Two rows of Table 6 trained and evaluated at the smallest size, then the runner run again."""
+    """Two rows of Table 6 trained and evaluated at the smallest size, then the runner run again.
+
+    The runner runs in this process, and so do the rows' commands: each `chatpose-train` /
+    `chatpose-eval` command line goes through its tool's `main` (tests/cli_in_process.py) instead of
+    a new Python process; `_execute`, which starts that process, is tested on its own below.
+    """
     root = tmp_path_factory.mktemp("ablate")
-    first = subprocess.run(
-        [sys.executable, "launch/ablate.py", "--table", "6", "--scale", "tiny", "--workdir", str(root), *TINY],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    second = subprocess.run(
-        [sys.executable, "launch/ablate.py", "--table", "6", "--scale", "tiny", "--workdir", str(root), *TINY],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    return root, first.stdout, second.stdout
+    argv = ["--table", "6", "--scale", "tiny", "--workdir", str(root), *TINY]
+    printed = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ablate, "_execute", run_tool)
+        for _ in range(2):
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                assert ablate.main(argv) == 0
+            printed.append(out.getvalue())
+    return root, *printed
 
 
 def test_tiny_run_trains_evaluates_and_tables_every_row(tiny_run):
@@ -62,6 +64,16 @@ def test_second_run_skips_finished_rows(tiny_run):
     _, _, second = tiny_run
     assert "[vqa_only] done, skipped" in second and "[all] done, skipped" in second
     assert "chatpose-train" not in second and "chatpose-eval" not in second
+
+
+def test_each_command_runs_in_a_new_process_from_the_repository_with_its_output_in_the_row_log(tmp_path):
+    log = tmp_path / "row" / "log.txt"
+    ablate._run([sys.executable, "-c", "import os; print('pid', os.getpid(), 'in', os.getcwd())"], log)
+    first = log.read_text()
+    assert first.startswith("pid ") and f"pid {os.getpid()} " not in first and first.endswith(f" in {REPO}\n"), first
+    with pytest.raises(SystemExit, match=r"(?s)failed \(3\): .*log\.txt ---\npid .*\nboom\n"):
+        ablate._run([sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"], log)
+    assert log.read_text().startswith(first)  # appended
 
 
 @pytest.mark.parametrize(

@@ -19,11 +19,7 @@ ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from data_pipelines.prepare import prepare
-
-    data = synthetic_data(tmp_path_factory)
-    if not os.path.isdir(os.path.join(data["data_dir"], "hmr_images", "hmr2")):  # 4D-Humans' evaluation files
-        prepare("hmr_images", data["raw"]["hmr_images"], data["data_dir"], config="hmr2")
+    data = synthetic_data(tmp_path_factory)  # with 4D-Humans' evaluation files (hmr_images/hmr2)
     return {
         "ckpt": eval_fixtures.random_pose_checkpoint(tmp_path_factory),
         "retrieval": eval_fixtures.retrieval_workdir(tmp_path_factory),

@@ -16,6 +16,7 @@ from chatpose_jax.export.hf_export import ExportError, export_checkpoint, export
 from chatpose_jax.model import chatpose
 from chatpose_jax.model.lora import merge_lora
 from chatpose_jax.train.trained_model import load_trained
+from tests import chat_fixtures
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
@@ -37,22 +38,9 @@ def tokenizer_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    """The tiny config (2 layers) trained 4 steps on random batches: LoRA, rows and pose head all moved."""
-    from train_random_run import make_source, small_tiny_config
-
-    from chatpose_jax.experiment import load_experiment
-    from chatpose_jax.train.chatpose_task import ChatPoseTask
-    from chatpose_jax.train.loop import train_and_evaluate
-
-    folder = str(tmp_path_factory.mktemp("train"))
-    train_and_evaluate(
-        load_experiment(small_tiny_config(4, ["train.batch_size=8"])),
-        folder,
-        ChatPoseTask(),
-        make_source=make_source,
-        progress=False,
-    )
-    return folder
+    """The tiny config (2 layers) trained 4 steps on random batches: LoRA, rows and pose head all moved
+    (the session's chat_fixtures.tiny_workdir, shared with the chat tests)."""
+    return chat_fixtures.tiny_workdir(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

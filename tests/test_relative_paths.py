@@ -1,26 +1,25 @@
 """Every command-line tool takes relative paths (and gs:// URLs) for every path argument.
 
 Each tool runs in-process through its `main`, from a working directory where its path arguments
-are relative. The tools share flag names (--out, --checkpoint, ...), so `fresh_cli` imports one
-tool's module at a time and forgets its flags afterwards. Orbax refuses relative paths ("Checkpoint
-path should be absolute"): a path reaching it unresolved fails these runs.
+are relative. The tools share flag names (--out, --checkpoint, ...), so `fresh_cli`
+(tests/cli_in_process.py) imports one tool's module at a time and forgets its flags afterwards.
+Orbax refuses relative paths ("Checkpoint path should be absolute"): a path reaching it
+unresolved fails these runs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 from absl import flags
-from absl import logging as absl_logging
 
 from tests import chat_fixtures
+from tests.cli_in_process import fresh_cli, parse, run_main
 from tests.data_synth_cache import synthetic_data
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,64 +44,6 @@ REQUIRED = {
 PATH_LIKE = ("dir", "out", "checkpoint", "ckpt", "path", "file", "image", "inputs", "tokenizer", "regressor",
              "retrieval", "config", "body_model")  # fmt: skip
 NOT_PATHS = {"builder_config"}  # chatpose-data prepare: a builder config's name
-
-
-@contextlib.contextmanager
-def fresh_cli(module_name: str):
-    """The tool's module imported afresh into a private copy of absl's FLAGS holding absl's own flags only.
-
-    Tools (and the demo) share flag names, so each import gets a registry without the others' flags;
-    the real registry, the parse state and the logging verbosity are restored on leaving.
-    """
-    registry = flags.FLAGS
-    saved = dict(registry.__dict__)
-    for key, value in saved.items():
-        if isinstance(value, dict):
-            registry.__dict__[key] = {k: list(v) if isinstance(v, list) else v for k, v in value.items()}
-        elif isinstance(value, (set, list)):
-            registry.__dict__[key] = type(value)(value)
-    for module, defined in list(registry.flags_by_module_dict().items()):
-        if not module.startswith("absl"):
-            for flag in list(defined):  # deleting a flag edits this list
-                if flag.name in registry:
-                    delattr(registry, flag.name)
-    was_parsed = registry.is_parsed()
-    verbosity = absl_logging.get_verbosity()
-    previous = sys.modules.pop(module_name, None)
-    try:
-        yield importlib.import_module(module_name)
-    finally:
-        sys.modules.pop(module_name, None)
-        if previous is not None:
-            sys.modules[module_name] = previous
-        registry.__dict__.clear()
-        registry.__dict__.update(saved)
-        if not was_parsed:
-            registry.unparse_flags()
-        absl_logging.set_verbosity(verbosity)
-
-
-def parse(*args: str) -> list[str]:
-    """absl's parse of `prog ARGS`, every flag back at its default first.
-
-    sys.argv holds the same words meanwhile: ml_collections reads `--config.*` overrides from it.
-    """
-    flags.FLAGS.unparse_flags()
-    argv, sys.argv = sys.argv, ["prog", *args]
-    try:
-        return flags.FLAGS(sys.argv)
-    finally:
-        sys.argv = argv
-
-
-def run_main(module, *args: str) -> None:
-    """`module.main` on ARGS; a `common.fail` exit becomes an assertion naming the status."""
-    argv = parse(*args)
-    try:
-        module.main(argv)
-    except SystemExit as e:
-        if e.code not in (0, None):
-            raise AssertionError(f"{module.__name__} {' '.join(args)} exited with {e.code}") from e
 
 
 @pytest.mark.parametrize("module_name", sorted(PATH_FLAGS))
