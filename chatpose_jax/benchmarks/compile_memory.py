@@ -3,7 +3,8 @@
     python -m chatpose_jax.benchmarks.compile_memory --cases 7b:v5p-128:4:full,13b:v5p-128:4:full \
         [--maxtext_python /opt/maxtext-venv/bin/python] [--largest] [--out results.jsonl]
 
-Each case `MODEL:SLICE:SEQUENCES_PER_CHIP:REMAT` compiles our LLaVA-1.5 ChatPose train step (LoRA,
+Each case `MODEL:SLICE:SEQUENCES_PER_CHIP:REMAT[:ATTENTION[:ROWS]]` (ATTENTION: the recipe's "auto",
+which is splash on TPU, or "xla"; ROWS: "packed", the recipe's, or "padded") compiles our LLaVA-1.5 ChatPose train step (LoRA,
 576 image + 448 text tokens, pure FSDP over the slice, `chatpose_jax.train.aot`) for compile-only
 TPU devices on this host, and, with `--maxtext_python` (a Python whose environment has MaxText:
 it needs its own, newer JAX), MaxText's `train_compile` of LLaMA-2 of the same size with the
@@ -40,16 +41,26 @@ class Case:
     slice_name: str  # e.g. v5p-128
     per_chip: int  # sequences per chip
     remat: str
+    attention: str = "auto"  # model.attention_impl: "auto" (the recipes': splash on TPU), "xla" or "splash"
+    rows: str = "packed"  # "packed" (data.pack, the recipes') or "padded"
 
     @classmethod
     def parse(cls, text: str) -> Case:
         parts = text.split(":")
-        if len(parts) != 4 or not parts[2].isdigit():
-            raise ValueError(f"case {text!r}: expected MODEL:SLICE:SEQUENCES_PER_CHIP:REMAT, e.g. 7b:v5p-128:4:full")
-        model, slice_name, per_chip, remat = parts
+        if not 4 <= len(parts) <= 6 or not parts[2].isdigit():
+            raise ValueError(
+                f"case {text!r}: expected MODEL:SLICE:SEQUENCES_PER_CHIP:REMAT[:ATTENTION[:ROWS]], e.g. 7b:v5p-128:4:full"
+                " or 7b:v5p-128:4:full:xla:padded"
+            )
+        model, slice_name, per_chip, remat, *rest = parts
         if model not in CONFIGS:
             raise ValueError(f"case {text!r}: model {model!r} is not one of {sorted(CONFIGS)}")
-        return cls(model, slice_name, int(per_chip), remat)
+        case = cls(model, slice_name, int(per_chip), remat, *rest)
+        if case.attention not in ("auto", "xla", "splash"):
+            raise ValueError(f"case {text!r}: attention {case.attention!r} is not auto, xla or splash")
+        if case.rows not in ("packed", "padded"):
+            raise ValueError(f"case {text!r}: rows {case.rows!r} is not packed or padded")
+        return case
 
 
 def load_config(case: Case, batch_size: int):
@@ -64,6 +75,8 @@ def load_config(case: Case, batch_size: int):
     config.mesh.fsdp = -1
     config.mesh.data = 1
     config.model.remat_policy = case.remat
+    config.model.attention_impl = case.attention
+    config.data.pack = case.rows == "packed"
     return config
 
 
