@@ -9,7 +9,7 @@ DEMO_DIR ?= demo_out
 PYTEST_ARGS ?= -n 2 --dist loadfile
 DEMO_ARGS ?=
 
-.PHONY: demo test lint format clean venv
+.PHONY: demo test test-fast lint format clean venv
 
 venv: $(STAMP)
 
@@ -32,6 +32,11 @@ format: $(STAMP)
 
 test: lint
 	$(VENV)/bin/pytest tests $(PYTEST_ARGS)
+
+# While working: every test but those marked slow (multi-process runs, TPU compiles, trainings), in about
+# two minutes; `make test` still runs them all.
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest tests $(PYTEST_ARGS) -m "not slow"
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info $(DEMO_DIR)

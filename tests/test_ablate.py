@@ -42,6 +42,7 @@ def tiny_run(tmp_path_factory):
     return root, *printed
 
 
+@pytest.mark.slow
 def test_tiny_run_trains_evaluates_and_tables_every_row(tiny_run):
     root, first, _ = tiny_run
     for name in ("vqa_only", "all"):
@@ -60,6 +61,7 @@ def test_tiny_run_trains_evaluates_and_tables_every_row(tiny_run):
     assert (root / "table6.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_second_run_skips_finished_rows(tiny_run):
     _, _, second = tiny_run
     assert "[vqa_only] done, skipped" in second and "[all] done, skipped" in second

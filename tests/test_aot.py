@@ -46,6 +46,7 @@ def printed_bytes(text: str, name: str) -> float:
     return float(value) * UNITS[unit]
 
 
+@pytest.mark.slow
 def test_tiny_config_compiles_for_v5e_4_and_prints_xla_memory(tmp_path):
     hlo_file = tmp_path / "step.hlo"
     result = compile_cli("--config=configs/tiny.py", "--topology=v5e-4", "--nodecode", f"--hlo_out={hlo_file}")
@@ -106,6 +107,7 @@ def tiny_shapes():
     return chatpose.abstract_variables(load_experiment(module.get_config(), 4).model)[0]
 
 
+@pytest.mark.slow
 def test_fsdp_gathers_each_weight_about_once_forward_and_once_for_the_rematerialised_backward():
     """The LoRA recipe in bf16 with fsdp=4: the step's all-gathers against the FSDP ideal the report computes
     from the parameter shapes (the decoder's weights twice under full remat, every other weight once)."""
@@ -128,6 +130,7 @@ def test_fsdp_gathers_each_weight_about_once_forward_and_once_for_the_rematerial
     assert 0.95 * ideal <= gathered <= 1.25 * ideal, (gathered, ideal)
 
 
+@pytest.mark.slow
 def test_a_step_that_cannot_fit_fails_and_names_buffers():
     result = compile_cli(
         "--config=configs/tiny.py",
@@ -166,6 +169,7 @@ def test_two_slices_lay_the_data_axis_across_slices_and_a_wrong_dcn_shape_is_nam
     ), result.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_two_slices_reduce_gradients_over_dcn_and_gather_weights_inside_each_slice():
     result = compile_cli(
         "--config=configs/tiny.py",

@@ -201,6 +201,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow
 def test_splash_compiles_into_the_tiny_train_step_for_tpu_v5e_4():
     pytest.importorskip("libtpu", reason="the [aot] extra (libtpu) is not installed")
     env = {**os.environ, "ALLOW_MULTIPLE_LIBTPU_LOAD": "1", "XLA_FLAGS": ""}
@@ -229,6 +230,7 @@ def _config(name, *args):
     return module.get_config(*args)
 
 
+@pytest.mark.slow
 def test_tiny_model_with_splash_equals_xla_on_real_tokens():
     """The decoder (causal, left and right padding, grouped-query) and the tower (unmasked, 65 tokens) end to end."""
     import dataclasses

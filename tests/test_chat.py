@@ -15,6 +15,8 @@ from chatpose_jax.inference import prompt
 from chatpose_jax.inference.session import ChatModel, ChatSession
 from tests import chat_fixtures
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this file out (make test runs it)
+
 BIN = Path(sys.executable).parent
 
 

@@ -29,7 +29,16 @@ def test_import_hf_writes_a_checkpoint_that_loads_back(tmp_path):
     config, params = load_model_checkpoint(str(out))
     ref_config, ref = load_llava(folder)  # same default seed for the fresh pose head
     assert config == ref_config
-    jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), params, ref)
+
+    # The copied weights bit for bit; the fresh pose head, drawn from the same seed in two processes, up
+    # to XLA:CPU's rounding (the suite compiles at the lowest optimisation level, tests/conftest.py).
+    def same(path, a, b):
+        if "pose_head" in jax.tree_util.keystr(path):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-9)
+        else:
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+    jax.tree_util.tree_map_with_path(same, params, ref)
     again = _convert("import-hf", "--hf_dir", folder, "--out", str(out))
     assert again.returncode == 1 and "not empty" in again.stderr
 

@@ -12,6 +12,8 @@ import pytest
 from tests import eval_fixtures
 from tests.data_synth_cache import synthetic_data
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this file out (make test runs it)
+
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}

@@ -8,6 +8,8 @@ import pytest
 
 from tests import chat_fixtures, eval_fixtures
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this file out (make test runs it)
+
 MEAN = (np.full(3, 0.1, np.float32), np.full(69, -0.05, np.float32))
 
 

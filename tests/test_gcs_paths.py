@@ -101,6 +101,7 @@ def test_copy_tree_and_local_copy_move_folders_between_disk_and_bucket(tmp_path,
     assert Path(local, "sub", "b.bin").read_bytes() == b"\x00\x01"
 
 
+@pytest.mark.slow
 def test_training_with_a_gs_workdir_writes_its_files_to_the_bucket(tmp_path, monkeypatch):
     import sys
 
@@ -141,6 +142,7 @@ def test_training_with_a_gs_workdir_writes_its_files_to_the_bucket(tmp_path, mon
     assert_no_stray_local_writes(tmp_path)
 
 
+@pytest.mark.slow
 def test_retrieval_best_model_round_trips_through_a_bucket(tmp_path, monkeypatch):
     from chatpose_jax.retrieval import train as rtrain
     from chatpose_jax.retrieval.config import RetrievalConfig
@@ -161,6 +163,7 @@ def test_retrieval_best_model_round_trips_through_a_bucket(tmp_path, monkeypatch
     assert_no_stray_local_writes(tmp_path)
 
 
+@pytest.mark.slow
 def test_prediction_inputs_images_and_results_live_in_a_bucket(tmp_path, monkeypatch):
     from PIL import Image
 
@@ -193,6 +196,7 @@ def test_prepare_refuses_raw_files_in_a_bucket_and_says_why():
         prepare("posescript", f"{BUCKET}/raw", f"{BUCKET}/tfds")
 
 
+@pytest.mark.slow
 def test_eval_report_predictions_and_gallery_live_in_a_bucket(tmp_path, monkeypatch):
     from PIL import Image
 

@@ -53,6 +53,7 @@ def inputs(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_predict_results_equal_per_sample_chat_results(model, pose_ckpt, inputs, tmp_path):
     # batch_size 2: two image rows in one batch, three text rows in a full and a filled-up batch.
     result = run_cli(

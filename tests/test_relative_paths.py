@@ -137,6 +137,7 @@ def converted(workdir, tmp_path_factory):
     return {"hf": str(root / "hf"), "model": str(root / "model")}
 
 
+@pytest.mark.slow
 def test_convert_reads_and_writes_relative_folders(converted, tmp_path, monkeypatch):
     assert os.path.exists(os.path.join(converted["hf"], "pose_head.safetensors"))
     assert os.path.exists(os.path.join(converted["model"], "model_config.json"))
@@ -149,6 +150,7 @@ def test_convert_reads_and_writes_relative_folders(converted, tmp_path, monkeypa
         assert (tmp_path / "reimported" / "model_config.json").exists()
 
 
+@pytest.mark.slow
 def test_chat_and_predict_read_relative_checkpoints(workdir, converted, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     # A training workdir, as in `chatpose-chat --checkpoint demo_out/train`.
@@ -163,6 +165,7 @@ def test_chat_and_predict_read_relative_checkpoints(workdir, converted, tmp_path
     assert [json.loads(line)["id"] for line in (tmp_path / "pred" / "predictions.jsonl").open()] == ["a"]
 
 
+@pytest.mark.slow
 def test_eval_reads_relative_data_and_predictions(tmp_path, tmp_path_factory, monkeypatch):
     import numpy as np
 
@@ -180,6 +183,7 @@ def test_eval_reads_relative_data_and_predictions(tmp_path, tmp_path_factory, mo
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["benchmarks"]["3dpw"]["ours"]["n"] == 2
 
 
+@pytest.mark.slow
 def test_data_and_train_write_relative_folders(tmp_path, tmp_path_factory, monkeypatch):
     data = synthetic_data(tmp_path_factory)
     monkeypatch.chdir(tmp_path)

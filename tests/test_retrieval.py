@@ -20,6 +20,7 @@ def test_flip_swaps_sides_and_negates_y_z():
     assert not rdata.can_flip("the arm points at two o'clock") and rdata.can_flip("arms up")
 
 
+@pytest.mark.slow
 def test_retrieval_trained_by_the_loop_is_far_above_chance(tmp_path_factory):
     from chatpose_jax.eval.retrieval_metrics import recalls
     from chatpose_jax.retrieval.train import encode, load_retrieval
@@ -39,6 +40,7 @@ def test_retrieval_trained_by_the_loop_is_far_above_chance(tmp_path_factory):
     assert got > 3 * chance, f"mRecall {got:.1f} % vs chance {chance:.1f} %"
 
 
+@pytest.mark.slow
 def test_loading_is_strict(tmp_path_factory, tmp_path):
     import shutil
 
@@ -57,6 +59,7 @@ def test_loading_is_strict(tmp_path_factory, tmp_path):
         load_retrieval(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_retrieval_model_from_before_the_camera_frame_is_refused(tmp_path_factory, tmp_path):
     import json
     import shutil

@@ -41,6 +41,7 @@ def uninterrupted(tmp_path_factory):
     return workdir
 
 
+@pytest.mark.slow
 def test_sigkill_after_a_checkpoint_then_resume_is_exact(uninterrupted, tmp_path):
     workdir = tmp_path / "killed"
     proc = subprocess.Popen(
@@ -67,6 +68,7 @@ def test_sigkill_after_a_checkpoint_then_resume_is_exact(uninterrupted, tmp_path
     assert [got[s] for s in after] == [want[s] for s in after], (resumed_from, got, want)
 
 
+@pytest.mark.slow
 def test_resume_with_a_changed_model_shape_fails_and_keeps_the_checkpoint(uninterrupted, tmp_path):
     workdir = tmp_path / "changed"
     assert run(workdir, 2).returncode == 0
@@ -77,6 +79,7 @@ def test_resume_with_a_changed_model_shape_fails_and_keeps_the_checkpoint(uninte
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == before
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_and_stops(tmp_path):
     workdir = tmp_path / "preempted"
     proc = subprocess.Popen(

@@ -12,6 +12,8 @@ from chatpose_jax.parallel.mesh import MeshConfig, batch_sharding, make_mesh
 from chatpose_jax.train import setup as setup_lib
 from chatpose_jax.train import state as state_lib
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this file out (make test runs it)
+
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from chatpose_jax.experiment import load_experiment
 from chatpose_jax.train.chatpose_task import ChatPoseTask
@@ -15,6 +16,8 @@ from chatpose_jax.train.metric_writer import read_metrics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_random_run  # noqa: E402
+
+pytestmark = pytest.mark.slow  # make test-fast leaves this file out (make test runs it)
 
 REPO = Path(__file__).resolve().parent.parent
 LOCAL = REPO / "launch" / "local.py"
