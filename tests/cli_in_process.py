@@ -28,12 +28,9 @@ CONSOLE_SCRIPTS = {
 
 
 @contextlib.contextmanager
-def fresh_cli(module_name: str):
-    """The tool's module imported afresh into a private copy of absl's FLAGS holding absl's own flags only.
-
-    Tools (and the demo) share flag names, so each import gets a registry without the others' flags;
-    the real registry, the parse state and the logging verbosity are restored on leaving.
-    """
+def private_flags():
+    """absl's global FLAGS with copied registries: modules imported inside define their flags there only;
+    the real registry is restored on leaving."""
     registry = flags.FLAGS
     saved = dict(registry.__dict__)
     for key, value in saved.items():
@@ -41,22 +38,36 @@ def fresh_cli(module_name: str):
             registry.__dict__[key] = {k: list(v) if isinstance(v, list) else v for k, v in value.items()}
         elif isinstance(value, (set, list)):
             registry.__dict__[key] = type(value)(value)
-    for module, defined in list(registry.flags_by_module_dict().items()):
-        if not module.startswith("absl"):
-            for flag in list(defined):  # deleting a flag edits this list
-                if flag.name in registry:
-                    delattr(registry, flag.name)
+    try:
+        yield registry
+    finally:
+        registry.__dict__.clear()
+        registry.__dict__.update(saved)
+
+
+@contextlib.contextmanager
+def fresh_cli(module_name: str):
+    """The tool's module imported afresh into a private copy of absl's FLAGS holding absl's own flags only.
+
+    Tools (and the demo) share flag names, so each import gets a registry without the others' flags;
+    the real registry, the parse state and the logging verbosity are restored on leaving.
+    """
+    registry = flags.FLAGS
     was_parsed = registry.is_parsed()
     verbosity = absl_logging.get_verbosity()
     previous = sys.modules.pop(module_name, None)
     try:
-        yield importlib.import_module(module_name)
+        with private_flags():
+            for module, defined in list(registry.flags_by_module_dict().items()):
+                if not module.startswith("absl"):
+                    for flag in list(defined):  # deleting a flag edits this list
+                        if flag.name in registry:
+                            delattr(registry, flag.name)
+            yield importlib.import_module(module_name)
     finally:
         sys.modules.pop(module_name, None)
         if previous is not None:
             sys.modules[module_name] = previous
-        registry.__dict__.clear()
-        registry.__dict__.update(saved)
         if not was_parsed:
             registry.unparse_flags()
         absl_logging.set_verbosity(verbosity)

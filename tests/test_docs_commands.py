@@ -35,8 +35,8 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from absl import flags
 
+from tests.cli_in_process import private_flags
 from tests.doc_commands import REPO, all_commands, doc_files, fenced_blocks, heading_anchors, relative_links
 
 SETUP = (REPO / "setup.py").read_text(encoding="utf-8")
@@ -97,30 +97,9 @@ def _makefile() -> tuple[set[str], set[str]]:
     return targets, variables
 
 
-@contextlib.contextmanager
-def _private_flags():
-    """absl's global FLAGS with copied registries: modules imported inside define their flags there only.
-
-    The CLI modules share flag names (--checkpoint, --out, ...), so two of them cannot be imported into one
-    FLAGS; each parse imports its module afresh into a copy, and the real registry is restored afterwards.
-    """
-    registry = flags.FLAGS
-    saved = dict(registry.__dict__)
-    for key, value in saved.items():
-        if isinstance(value, dict):
-            registry.__dict__[key] = {k: list(v) if isinstance(v, list) else v for k, v in value.items()}
-        elif isinstance(value, (set, list)):
-            registry.__dict__[key] = type(value)(value)
-    try:
-        yield registry
-    finally:
-        registry.__dict__.clear()
-        registry.__dict__.update(saved)
-
-
 def parse_absl(module_name: str, argv: list[str]):
     """Parses argv with the absl flags `module_name` defines; returns (module, positional args, present flags)."""
-    with _private_flags() as registry, mock.patch.object(sys, "argv", list(argv)):
+    with private_flags() as registry, mock.patch.object(sys, "argv", list(argv)):
         previous = sys.modules.pop(module_name, None)
         try:
             module = importlib.import_module(module_name)
