@@ -1,7 +1,8 @@
 """Test setup: 8 forced CPU devices before jax is imported, so every mesh test runs here; one XLA
-compilation cache per session, shared by the xdist workers and the processes tests start."""
+compilation cache kept between runs, shared by the xdist workers and the processes tests start."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -16,9 +17,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # Programs compiled in several tests or processes (the tiny train step, the decoding steps) compile
-# once: JAX's persistent cache, in a fresh folder each session (pytest_configure below). Processes
-# that tests start inherit these variables.
+# once, and once only across runs: JAX's persistent cache (pytest_configure below), keyed by the
+# program, the XLA flags and the jax version, so a changed program compiles afresh. Processes that
+# tests start inherit these variables.
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.5"
+XLA_CACHE_BYTES = 4 * 1024**3  # least recently used entries go first beyond this
+os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(XLA_CACHE_BYTES)
 
 import jax  # noqa: E402
 
@@ -26,11 +30,25 @@ jax.config.update("jax_default_matmul_precision", "highest")
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
+def xla_cache_folder() -> Path:
+    """$CHATPOSE_TEST_XLA_CACHE, else ~/.cache/chatpose_jax/test-xla (`XDG_CACHE_HOME` honoured).
+
+    `CHATPOSE_TEST_XLA_CACHE=fresh` gives each session an empty one (a cold run's timing).
+    """
+    if os.environ.get("CHATPOSE_TEST_XLA_CACHE", "") not in ("", "fresh"):
+        return Path(os.environ["CHATPOSE_TEST_XLA_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "chatpose_jax" / "test-xla"
+
+
 @pytest.hookimpl(trylast=True)  # after pytest's tmp_path plugin has set up the session's base temp folder
 def pytest_configure(config):
     if "PYTEST_XDIST_WORKER" not in os.environ:
         # The controlling process (or a run without xdist); xdist's workers start later and inherit it.
-        folder = config._tmp_path_factory.getbasetemp() / "xla_cache"
-        folder.mkdir(exist_ok=True)
+        if os.environ.get("CHATPOSE_TEST_XLA_CACHE") == "fresh":
+            folder = config._tmp_path_factory.getbasetemp() / "xla_cache"
+        else:
+            folder = xla_cache_folder()
+        folder.mkdir(parents=True, exist_ok=True)
         os.environ["JAX_COMPILATION_CACHE_DIR"] = str(folder)
     jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+    jax.config.update("jax_compilation_cache_max_size", XLA_CACHE_BYTES)

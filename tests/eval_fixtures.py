@@ -3,14 +3,12 @@ checkpoint (each made once per session, for all workers)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
-from pathlib import Path
 
+from chatpose_jax.config_files import repo_config
 from tests.data_synth_cache import synthetic_data
 from tests.session_cache import once
 
-REPO = Path(__file__).resolve().parent.parent
 STEPS = 150
 
 
@@ -18,10 +16,7 @@ def tiny_model_config(num_layers: int | None = None):
     """The ModelConfig of configs/tiny.py (with `num_layers` decoder and tower layers when given)."""
     from chatpose_jax.experiment import load_experiment
 
-    spec = importlib.util.spec_from_file_location("tiny_config", REPO / "configs" / "tiny.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    c = module.get_config()
+    c = repo_config("tiny")
     if num_layers:
         c.model.text.num_layers = c.model.vision.num_layers = num_layers
     return load_experiment(c, 1).model
@@ -64,10 +59,7 @@ def random_pose_checkpoint(tmp_path_factory) -> str:
 
 
 def retrieval_config(data_dir: str, tokenizer: str, steps: int = STEPS):
-    spec = importlib.util.spec_from_file_location("retrieval_config", REPO / "configs" / "retrieval.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    c = module.get_config("tiny")
+    c = repo_config("retrieval", "tiny")
     c.data.data_dir, c.data.tokenizer = data_dir, tokenizer
     c.train.num_steps, c.train.batch_size, c.train.eval_every, c.train.checkpoint_every = steps, 16, 0, steps
     c.mesh.data = -1

@@ -14,6 +14,8 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "ALLOW_MULTIPLE_LIBTPU_LOAD": "1", "XLA_FLAGS": ""}
 ENV.pop("JAX_PLATFORMS", None)
+# Programs compiled for compile-only TPU devices cannot be read back from JAX's persistent cache.
+ENV.pop("JAX_COMPILATION_CACHE_DIR", None)
 
 pytest.importorskip("libtpu", reason="the [aot] extra (libtpu) is not installed")
 
@@ -76,10 +78,9 @@ def test_tiny_config_compiles_for_v5e_4_and_prints_xla_memory(tmp_path):
         "from chatpose_jax.parallel.mesh import make_mesh\n"
         "from chatpose_jax.train import aot\n"
         "from chatpose_jax.train.setup import build_abstract_trainer\n"
-        "spec = importlib.util.spec_from_file_location('t', 'configs/tiny.py'); m = importlib.util.module_from_spec(spec)\n"
-        "spec.loader.exec_module(m)\n"
+        "from chatpose_jax.config_files import repo_config\n"
         "_, devices = compile_only_devices('v5e-4')\n"
-        "e = load_experiment(m.get_config(), len(devices)); mesh = make_mesh(e.mesh, devices)\n"
+        "e = load_experiment(repo_config('tiny'), len(devices)); mesh = make_mesh(e.mesh, devices)\n"
         "t = build_abstract_trainer(e, mesh)\n"
         "s = t.step_fn.lower(t.state, t.frozen, aot.abstract_batch(e, mesh)).compile().memory_analysis()\n"
         "print(json.dumps([s.argument_size_in_bytes, s.temp_size_in_bytes, s.generated_code_size_in_bytes]))\n"
@@ -96,15 +97,11 @@ def test_tiny_config_compiles_for_v5e_4_and_prints_xla_memory(tmp_path):
 
 
 def tiny_shapes():
-    import importlib.util
-
+    from chatpose_jax.config_files import repo_config
     from chatpose_jax.experiment import load_experiment
     from chatpose_jax.model import chatpose
 
-    spec = importlib.util.spec_from_file_location("t", REPO / "configs" / "tiny.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return chatpose.abstract_variables(load_experiment(module.get_config(), 4).model)[0]
+    return chatpose.abstract_variables(load_experiment(repo_config("tiny"), 4).model)[0]
 
 
 @pytest.mark.slow

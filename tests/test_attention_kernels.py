@@ -174,9 +174,7 @@ from chatpose_jax.parallel.topology import compile_only_devices
 from chatpose_jax.train import aot
 from chatpose_jax.train.setup import build_abstract_trainer
 
-spec = importlib.util.spec_from_file_location("t", "configs/tiny.py")
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
+from chatpose_jax.config_files import repo_config
 _, devices = compile_only_devices("v5e-4")
 
 def experiment(impl):
@@ -206,6 +204,7 @@ def test_splash_compiles_into_the_tiny_train_step_for_tpu_v5e_4():
     pytest.importorskip("libtpu", reason="the [aot] extra (libtpu) is not installed")
     env = {**os.environ, "ALLOW_MULTIPLE_LIBTPU_LOAD": "1", "XLA_FLAGS": ""}
     env.pop("JAX_PLATFORMS", None)
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)  # compile-only TPU programs cannot be read back from it
     result = subprocess.run(
         [sys.executable, "-c", AOT_CODE], capture_output=True, text=True, timeout=300, env=env, cwd=REPO
     )
@@ -222,12 +221,9 @@ def test_splash_compiles_into_the_tiny_train_step_for_tpu_v5e_4():
 
 
 def _config(name, *args):
-    import importlib.util
+    from chatpose_jax.config_files import repo_config
 
-    spec = importlib.util.spec_from_file_location("cfg", REPO / "configs" / name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(*args)
+    return repo_config(name, *args)
 
 
 @pytest.mark.slow

@@ -4,13 +4,13 @@ The published side is the hub config.json of each checkpoint (its shape fields, 
 as a transformers LlavaForConditionalGeneration on the meta device; ours is `jax.eval_shape`.
 """
 
-import importlib.util
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
+from chatpose_jax.config_files import repo_config
 from chatpose_jax.experiment import load_experiment
 from chatpose_jax.model import chatpose
 
@@ -117,10 +117,7 @@ PUBLISHED = {
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(f"backbone_{name}", REPO / "configs" / "backbones" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return load_experiment(module.get_config())
+    return load_experiment(repo_config(f"backbones/{name}"))
 
 
 def _published_count(text: dict, vision: dict) -> int:

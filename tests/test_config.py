@@ -1,7 +1,6 @@
 """Experiment configs: the shipped ones validate, overrides apply, bad ones name the field."""
 
 import dataclasses
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +8,7 @@ from pathlib import Path
 import ml_collections
 import pytest
 
+from chatpose_jax.config_files import repo_config
 from chatpose_jax.config_types import ConfigError
 from chatpose_jax.default_config import apply_recipe, base_config, defaults
 from chatpose_jax.experiment import Experiment, load_experiment
@@ -17,11 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 CONFIGS = ["tiny.py", "llava15_7b.py", "llava15_13b.py"]
 
 
-def load(name, *args):
-    spec = importlib.util.spec_from_file_location("cfg", REPO / "configs" / name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(*args)
+load = repo_config
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -220,3 +216,14 @@ def test_command_line_unknown_field_fails_before_work(tmp_path):
     result = _train_cli(f"--config={REPO / 'configs/tiny.py'}", f"--workdir={tmp_path}", "--config.optimizer.lrr=1e-4")
     assert result.returncode != 0
     assert "lrr" in result.stderr
+
+
+def test_a_config_file_that_is_missing_or_has_no_get_config_is_named(tmp_path):
+    from chatpose_jax.config_files import load_config_file
+
+    with pytest.raises(FileNotFoundError, match=f"config file {tmp_path / 'nope.py'} does not exist"):
+        load_config_file(tmp_path / "nope.py")
+    (tmp_path / "empty.py").write_text("X = 1\n")
+    with pytest.raises(AttributeError, match=f"config file {tmp_path / 'empty.py'} defines no get_config"):
+        load_config_file(tmp_path / "empty.py")
+    assert repo_config("retrieval", "tiny").name == load_config_file(REPO / "configs" / "retrieval.py", "tiny").name

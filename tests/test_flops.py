@@ -1,24 +1,17 @@
 """FLOPs accounting: parameter counts agree with the model, forward FLOPs with XLA's cost analysis."""
 
-import importlib.util
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from chatpose_jax.config_files import repo_config
 from chatpose_jax.experiment import load_experiment
 from chatpose_jax.model import chatpose
 from chatpose_jax.utils import flops
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 def tiny_model():
-    spec = importlib.util.spec_from_file_location("tiny", REPO / "configs" / "tiny.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return load_experiment(module.get_config()).model
+    return load_experiment(repo_config("tiny")).model
 
 
 def count(tree):

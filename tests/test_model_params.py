@@ -1,8 +1,6 @@
 """Parameter counts of the 7B / 13B configs against transformers, and the forward on an 8-device mesh."""
 
-import importlib.util
 import math
-import os
 
 import jax
 import jax.numpy as jnp
@@ -12,20 +10,16 @@ import torch
 from llava_tiny import VOCAB, image_prompt, make_hf_llava, pixels, save_hf_llava
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
+from chatpose_jax.config_files import repo_config
 from chatpose_jax.convert.hf import load_llava
 from chatpose_jax.model import chatpose
 from chatpose_jax.model.config import model_config_from_dict
 from chatpose_jax.parallel import axes
 from chatpose_jax.parallel.mesh import DEFAULT_LOGICAL_AXIS_RULES, MeshConfig, make_mesh
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 def _experiment_model_config(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return model_config_from_dict(module.get_config().model)
+    return model_config_from_dict(repo_config(name).model)
 
 
 def _hf_count(hidden, layers, heads, intermediate) -> int:

@@ -1,21 +1,18 @@
 """Packed rows (data.pack): several conversations per row, segment-local attention and positions,
 the same losses and gradients as one conversation per row, exact resume."""
 
-import importlib.util
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from chatpose_jax.config_files import repo_config
 from chatpose_jax.experiment import load_experiment
 from chatpose_jax.model import attention, chatpose
 from chatpose_jax.train import step as step_lib
 from data_pipelines import pipeline
 from data_pipelines.batch import check_batch
 
-REPO = Path(__file__).resolve().parent.parent
 IMAGE, PAD, POSE, BOS = 1000, 1001, 1002, 1
 # XLA:CPU at its lowest optimisation level: the tests compare numbers, and compile 2-3x faster.
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
@@ -30,10 +27,7 @@ def compiled(fn, *args, static=()):
 
 def tiny_experiment(max_poses=4):
     """The tiny config, smaller still; P = `max_poses` pose slots a row."""
-    spec = importlib.util.spec_from_file_location("tiny", REPO / "configs" / "tiny.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    config = repo_config("tiny")
     # Smaller than the demo model so that each test compiles in seconds; grouped-query heads stay.
     config.model.text.num_layers = 2
     config.model.text.hidden_size = 32

@@ -1,7 +1,6 @@
 """The root's frame: the OpenCV camera frame everywhere, upright only for display, old files refused."""
 
 import json
-import os
 
 import jax
 import numpy as np
@@ -18,14 +17,9 @@ from chatpose_jax.train.trained_model import load_trained
 
 
 def _tiny_experiment():
-    import importlib.util
+    from chatpose_jax.config_files import repo_config
 
-    spec = importlib.util.spec_from_file_location(
-        "tiny", os.path.join(os.path.dirname(__file__), "..", "configs", "tiny.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return load_experiment(module.get_config())
+    return load_experiment(repo_config("tiny"))
 
 
 def test_upright_for_display_stands_a_camera_frame_body_up_facing_the_viewer():

@@ -9,8 +9,6 @@ unresolved fails these runs.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import pytest
 from absl import flags
 
+from chatpose_jax.config_files import repo_config
 from tests import chat_fixtures
 from tests.cli_in_process import fresh_cli, parse, run_main
 from tests.data_synth_cache import synthetic_data
@@ -84,10 +83,7 @@ def test_experiment_paths_become_absolute(tmp_path, monkeypatch):
     from chatpose_jax.experiment import load_experiment
 
     monkeypatch.chdir(tmp_path)
-    spec = importlib.util.spec_from_file_location("tiny_config", REPO / "configs" / "tiny.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    config = repo_config("tiny")
     config.data.data_dir, config.data.tokenizer, config.init_checkpoint = "tfds", "tok", "gs://b/init"
     experiment = common.experiment_paths_absolute(load_experiment(config))
     assert experiment.data.data_dir == str(tmp_path / "tfds") and experiment.data.tokenizer == str(tmp_path / "tok")

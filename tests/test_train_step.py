@@ -1,12 +1,10 @@
 """The sharded train step: equal across meshes, exact under gradient accumulation, safe on NaN."""
 
-import importlib.util
-from pathlib import Path
-
 import jax
 import numpy as np
 import pytest
 
+from chatpose_jax.config_files import repo_config
 from chatpose_jax.experiment import load_experiment
 from chatpose_jax.parallel.mesh import MeshConfig, batch_sharding, make_mesh
 from chatpose_jax.train import setup as setup_lib
@@ -14,14 +12,9 @@ from chatpose_jax.train import state as state_lib
 
 pytestmark = pytest.mark.slow  # make test-fast leaves this file out (make test runs it)
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 def tiny_config(**overrides):
-    spec = importlib.util.spec_from_file_location("tiny", REPO / "configs" / "tiny.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    config = repo_config("tiny")
     # Smaller than the demo model so the test compiles fast; dropout off for exact comparisons.
     config.model.text.num_layers = 2
     config.model.vision.num_layers = 2

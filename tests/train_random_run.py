@@ -4,27 +4,21 @@ A subprocess target for the resume tests (it can be SIGKILLed mid-run); `k=v` se
 fields such as `train.checkpoint_every=2` or `model.text.hidden_size=64`.
 """
 
-import importlib.util
 import os
 import sys
-from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+from chatpose_jax.config_files import repo_config  # noqa: E402
 from chatpose_jax.experiment import load_experiment  # noqa: E402
 from chatpose_jax.parallel.mesh import batch_sharding  # noqa: E402
 from chatpose_jax.train.chatpose_task import ChatPoseTask  # noqa: E402
 from chatpose_jax.train.loop import train_and_evaluate  # noqa: E402
 from chatpose_jax.train.random_batches import RandomBatches  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 def small_tiny_config(steps: int, overrides: list[str]):
-    spec = importlib.util.spec_from_file_location("tiny", REPO / "configs" / "tiny.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    c = module.get_config()
+    c = repo_config("tiny")
     c.model.text.num_layers = 2
     c.model.vision.num_layers = 2
     c.train.num_steps = steps

@@ -26,6 +26,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from chatpose_jax.config_files import load_config_file
+
 os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -64,12 +66,7 @@ class Case:
 
 
 def load_config(case: Case, batch_size: int):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("config", REPO / CONFIGS[case.model])
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    config = load_config_file(REPO / CONFIGS[case.model])
     config.train.grad_accum_steps = 1
     config.train.batch_size = batch_size
     config.mesh.fsdp = -1

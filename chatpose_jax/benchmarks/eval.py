@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import os
 import tempfile
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent.parent
+from chatpose_jax.config_files import repo_config
 
 
 def tiny_model(tokenizer_dir: str):
@@ -37,10 +35,7 @@ def tiny_model(tokenizer_dir: str):
     from chatpose_jax.model import chatpose
     from chatpose_jax.model.config import LoraConfig
 
-    spec = importlib.util.spec_from_file_location("tiny", REPO / "configs" / "tiny.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = load_experiment(module.get_config(), 1).model
+    config = load_experiment(repo_config("tiny"), 1).model
     config = dataclasses.replace(config, lora=LoraConfig(rank=0))
     params, _ = chatpose.init_params(config, jax.random.key(0))
     return ChatModel(config, params, None, load_chat_tokenizer(tokenizer_dir, config))

@@ -27,6 +27,8 @@ import time
 
 from absl import app, flags
 
+from chatpose_jax.config_files import repo_config
+
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where to synthesise and prepare (default: a temp folder).")
 _SECONDS = flags.DEFINE_float("seconds", 8.0, "Seconds timed per pipeline.")
 _TRAIN_STEPS = flags.DEFINE_integer("train_steps", 10, "Timed tiny training steps (0 skips).")
@@ -65,8 +67,6 @@ def _examples_per_second(iterator, seconds: float, warmup_batches: int = 3) -> t
 
 def tiny_train_examples_per_second(steps: int) -> float:
     """The tiny config's training step on random batches of its shape (examples / s, after compile)."""
-    import importlib.util
-    from pathlib import Path
 
     import jax
 
@@ -75,12 +75,7 @@ def tiny_train_examples_per_second(steps: int) -> float:
     from chatpose_jax.train.random_batches import random_batch
     from chatpose_jax.train.setup import build_trainer, global_batch
 
-    spec = importlib.util.spec_from_file_location(
-        "tiny_config", Path(__file__).resolve().parents[2] / "configs" / "tiny.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    experiment = load_experiment(module.get_config(), jax.device_count())
+    experiment = load_experiment(repo_config("tiny"), jax.device_count())
     mesh = make_mesh(experiment.mesh)
     trainer = build_trainer(experiment, mesh)
     b = experiment.train.batch_size

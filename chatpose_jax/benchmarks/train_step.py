@@ -17,27 +17,21 @@ os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_p
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import argparse  # noqa: E402
-import importlib.util  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import jax  # noqa: E402
 
+from chatpose_jax.config_files import repo_config  # noqa: E402
 from chatpose_jax.experiment import load_experiment  # noqa: E402
 from chatpose_jax.parallel.mesh import MeshConfig, make_mesh  # noqa: E402
 from chatpose_jax.train.random_batches import RandomBatches  # noqa: E402
 from chatpose_jax.train.setup import build_trainer  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent.parent
-
 
 def tiny_experiment():
-    spec = importlib.util.spec_from_file_location("tiny", REPO / "configs" / "tiny.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return load_experiment(module.get_config())
+    return load_experiment(repo_config("tiny"))
 
 
 def time_steps(experiment, mesh_cfg: MeshConfig, devices, steps: int, text_len: int) -> dict:

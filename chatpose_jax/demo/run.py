@@ -14,14 +14,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import shutil
 import time
 from pathlib import Path
 
 from absl import app, flags
+
+from chatpose_jax.config_files import load_config_file, repo_config
 
 _WORKDIR = flags.DEFINE_string("workdir", "demo_out", "Where the demo writes its outputs.")
 _CONFIG = flags.DEFINE_string("config_file", None, "Experiment config file (default: configs/tiny.py).")
@@ -32,14 +32,6 @@ _HELD_OUT = flags.DEFINE_integer("held_out", 64, "Held-out samples scored per se
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 DATASETS = ("posescript", "hmr_images", "llava_instruct")
-
-
-def load_config_file(path: str | os.PathLike):
-    """`get_config()` of a config file given by path (the same files the CLIs take)."""
-    spec = importlib.util.spec_from_file_location("experiment_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
 
 
 def stage_data(workdir: Path, num_poses: int, num_images: int) -> dict:
@@ -180,10 +172,7 @@ def train_demo_retrieval(workdir: Path, data: dict, steps: int) -> Path:
         print(f"  reusing the retrieval model in {workdir}")
         return workdir
     shutil.rmtree(workdir, ignore_errors=True)
-    config = importlib.util.spec_from_file_location("retrieval_config", REPO_ROOT / "configs" / "retrieval.py")
-    module = importlib.util.module_from_spec(config)
-    config.loader.exec_module(module)
-    c = module.get_config("tiny")
+    c = repo_config("retrieval", "tiny")
     c.data.data_dir, c.data.tokenizer = data["tfds"], data["tokenizer"]
     c.train.num_steps, c.train.checkpoint_every, c.train.eval_every = steps, steps, 0
     c.mesh.data = -1
