@@ -1,29 +1,17 @@
 """Ahead-of-time compilation for TPU slices on this CPU host (libtpu, compile-only devices)."""
 
 import math
-import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import jax
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "ALLOW_MULTIPLE_LIBTPU_LOAD": "1", "XLA_FLAGS": ""}
-ENV.pop("JAX_PLATFORMS", None)
-# Programs compiled for compile-only TPU devices cannot be read back from JAX's persistent cache.
-ENV.pop("JAX_COMPILATION_CACHE_DIR", None)
-
 pytest.importorskip("libtpu", reason="the [aot] extra (libtpu) is not installed")
 
-
-def compile_cli(*args, timeout=600):
-    return subprocess.run(
-        [str(BIN / "chatpose-compile"), *args], capture_output=True, text=True, timeout=timeout, env=ENV, cwd=REPO
-    )
+from tests.tpu_compile import REPO, compile_cli, printed_bytes  # noqa: E402
+from tests.tpu_compile import TPU_COMPILE_ENV as ENV
 
 
 def test_topology_names():
@@ -38,14 +26,6 @@ def test_topology_names():
         parse_slice("v9x-8")
     with pytest.raises(ValueError, match="power-of-two"):
         parse_slice("v5e-12")
-
-
-UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
-
-
-def printed_bytes(text: str, name: str) -> float:
-    value, unit = re.search(rf"{name} ([\d.]+) (B|KiB|MiB|GiB)", text).groups()
-    return float(value) * UNITS[unit]
 
 
 @pytest.mark.slow
@@ -182,19 +162,3 @@ def test_two_slices_reduce_gradients_over_dcn_and_gather_weights_inside_each_sli
     assert dcn and "all-reduce" in dcn.group(1) and "all-gather" not in dcn.group(1), result.stdout
     assert "all-gather" in ici, result.stdout
     assert re.search(r"DCN [\d.]+ ms", result.stdout), result.stdout
-
-
-@pytest.mark.slow
-def test_llava15_7b_compiles_for_v5p_64():
-    result = compile_cli(
-        "--config=configs/llava15_7b.py",
-        "--topology=v5p-64",
-        "--nodecode",
-        "--text_length=448",
-        "--config.train.batch_size=64",
-        "--config.train.grad_accum_steps=1",
-        "--config.mesh.fsdp=-1",
-        "--config.mesh.data=1",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "32 devices" in result.stdout and "fits" in result.stdout

@@ -3,7 +3,6 @@ interpret mode, `make_splash_mha(..., interpret=True)`) against the reference, a
 "auto"'s choice per platform, and the kernel in a TPU program compiled ahead of time on this host."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -202,11 +201,10 @@ print(json.dumps({
 @pytest.mark.slow
 def test_splash_compiles_into_the_tiny_train_step_for_tpu_v5e_4():
     pytest.importorskip("libtpu", reason="the [aot] extra (libtpu) is not installed")
-    env = {**os.environ, "ALLOW_MULTIPLE_LIBTPU_LOAD": "1", "XLA_FLAGS": ""}
-    env.pop("JAX_PLATFORMS", None)
-    env.pop("JAX_COMPILATION_CACHE_DIR", None)  # compile-only TPU programs cannot be read back from it
+    from tests.tpu_compile import TPU_COMPILE_ENV
+
     result = subprocess.run(
-        [sys.executable, "-c", AOT_CODE], capture_output=True, text=True, timeout=300, env=env, cwd=REPO
+        [sys.executable, "-c", AOT_CODE], capture_output=True, text=True, timeout=300, env=TPU_COMPILE_ENV, cwd=REPO
     )
     assert result.returncode == 0, result.stderr[-3000:]
     found = json.loads(result.stdout.strip().splitlines()[-1])
