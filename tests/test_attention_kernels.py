@@ -166,18 +166,18 @@ def test_splash_block_sizes():
 # compiled program runs the Mosaic kernels (forward, dq, dkv) in both the decoder and the tower; with
 # "xla" the lowered program has none. (One compile: about 20 s here, twice that on a loaded host.)
 AOT_CODE = """
-import importlib.util, json, re
+import json, re
+from chatpose_jax.config_files import repo_config
 from chatpose_jax.experiment import load_experiment
 from chatpose_jax.parallel.mesh import make_mesh
 from chatpose_jax.parallel.topology import compile_only_devices
 from chatpose_jax.train import aot
 from chatpose_jax.train.setup import build_abstract_trainer
 
-from chatpose_jax.config_files import repo_config
 _, devices = compile_only_devices("v5e-4")
 
 def experiment(impl):
-    c = module.get_config()
+    c = repo_config("tiny")
     c.model.attention_impl = impl
     c.model.text.num_layers, c.model.vision.num_layers = 1, 2
     c.train.batch_size, c.train.loss.joints_weight = 4, 0.0
