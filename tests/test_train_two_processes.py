@@ -60,6 +60,7 @@ def test_two_processes_with_the_data_axis_across_them_train_to_one_process_losse
         # Data rows 0 and 1 belong to processes 0 and 1; each process's fsdp pair stays within it.
         assert f"[{index}] mesh processes [[0, 0], [1, 1]] (process {index})" in out, out[-4000:]
         assert f"[{index}] RUN FINISHED" in out, out[-4000:]
+        assert f"[{index}] ragged [[0], [10, 11]] (process {index})" in out, out[-4000:]
     want = [row["loss"] for row in read_metrics(str(one))]
     got = [row["loss"] for row in read_metrics(str(two))]
     assert len(want) == len(got) == STEPS and len(set(want)) == STEPS, (want, got)

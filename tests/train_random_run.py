@@ -60,4 +60,10 @@ if __name__ == "__main__":
     processes = np.vectorize(lambda d: d.process_index)(make_mesh(experiment.mesh).devices)[:, :, 0]
     print(f"mesh processes {processes.tolist()} (process {jax.process_index()})", flush=True)
     train_and_evaluate(experiment, workdir, ChatPoseTask(), make_source=make_source, progress=False)
+    # The packed pipeline's iterator state gathers every host's list of samples a batch took past its
+    # position, lists of different lengths: process i offers i + 1 numbers from 10 i.
+    from chatpose_jax.train.input import allgather_ragged
+
+    mine = [10 * jax.process_index() + k for k in range(jax.process_index() + 1)]
+    print(f"ragged {allgather_ragged(mine)} (process {jax.process_index()})", flush=True)
     print("RUN FINISHED")

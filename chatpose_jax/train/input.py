@@ -106,7 +106,7 @@ class PipelineSource:
         positions = multihost_utils.process_allgather(np.int64(mine["next_index"]))
         hosts = [{**mine, "process_index": i, "next_index": int(p)} for i, p in enumerate(positions)]
         if "consumed" in mine:  # packed rows: each host's samples past its next_index that a batch took
-            for host, consumed in zip(hosts, _allgather_ragged(mine["consumed"]), strict=True):
+            for host, consumed in zip(hosts, allgather_ragged(mine["consumed"]), strict=True):
                 host["consumed"] = consumed
         return {"hosts": hosts}
 
@@ -119,7 +119,7 @@ class PipelineSource:
         self.iterator.restore(hosts[jax.process_index()])
 
 
-def _allgather_ragged(values: list[int]) -> list[list[int]]:
+def allgather_ragged(values: list[int]) -> list[list[int]]:
     """Every host's list of ints (lists of different lengths), in process order."""
     counts = multihost_utils.process_allgather(np.int64(len(values)))
     padded = np.full(max(1, int(np.max(counts))), -1, np.int64)
