@@ -12,8 +12,10 @@ import importlib
 import os
 import sys
 
-from absl import flags
+from absl import app, flags
 from absl import logging as absl_logging
+
+app.define_help_flags()  # --help, --helpfull: `absl.app.run` defines them in a tool's own process
 
 # Console scripts (setup.py's entry points) and the modules whose `main` they run.
 CONSOLE_SCRIPTS = {
@@ -98,8 +100,12 @@ def run_main(module, *args: str) -> None:
 
 def run_tool(argv: list[str], stdout, stderr=None) -> int:
     """`argv` (a console script's path or name, then its arguments) run through the tool's `main`, as the
-    script would run it: its output written to the files `stdout` and `stderr` (default: `stdout`),
-    sys.argv holding `argv` (`common.fail` names the tool from it). Returns the exit status."""
+    script would run it: parsed by the tools' own parser (`common.parse_flags`: --help exits 0, a bad flag
+    or config override is one line and status 1), its output written to the files `stdout` and `stderr`
+    (default: `stdout`), sys.argv holding `argv` (`common.fail` names the tool from it). Returns the exit
+    status."""
+    from chatpose_jax.cli.common import parse_flags
+
     module_name = CONSOLE_SCRIPTS[os.path.basename(argv[0])]
     with (
         fresh_cli(module_name) as tool,
@@ -108,8 +114,9 @@ def run_tool(argv: list[str], stdout, stderr=None) -> int:
     ):
         saved = sys.argv
         try:
-            args = parse(*argv[1:])
-            sys.argv = list(argv)
+            flags.FLAGS.unparse_flags()
+            sys.argv = list(argv)  # ml_collections reads `--config.*` overrides from it
+            args = parse_flags(sys.argv)
             tool.main(args)
         except SystemExit as e:
             return 0 if e.code is None else e.code if isinstance(e.code, int) else 1

@@ -114,7 +114,7 @@ def fail(message: str, code: int = 1):
     sys.exit(code)
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
+def parse_flags(argv: list[str]) -> list[str]:
     """absl's parser, with config-override mistakes turned into one clear line."""
     try:
         return flags.FLAGS(argv)
@@ -135,4 +135,4 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 def run_app(main) -> None:
     """`absl.app.run` with config-override errors reported without a traceback."""
-    app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=parse_flags)
