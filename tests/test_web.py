@@ -110,7 +110,7 @@ def test_the_page_in_a_browser_shows_a_body_for_text_then_for_an_image(chat, tmp
     from chatpose_jax.web.app import build_app
 
     port = free_port()
-    app = build_app(chat, [chat_fixtures.POSE_PROMPT])
+    app = build_app(chat, [(chat_fixtures.POSE_PROMPT, None)])
     app.queue().launch(
         server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, allowed_paths=[chat.out_dir], quiet=True
     )
@@ -169,3 +169,20 @@ def test_cli_names_a_missing_checkpoint_and_the_demo_prints_a_command_it_parses(
     with fresh_cli("chatpose_jax.cli.web") as web:
         parse(*words[1:])
         assert web._CHECKPOINT.value == str(tmp_path / "demo" / "train") and web._PORT.value == 7860
+
+
+def test_examples_come_from_the_training_data_held_out_captions_and_crops(tmp_path_factory, tmp_path):
+    from chatpose_jax.web.examples import data_examples
+    from data_pipelines import templates
+    from tests.data_synth_cache import synthetic_data
+
+    found = data_examples(synthetic_data(tmp_path_factory)["data_dir"], str(tmp_path), count=2)
+    texts = [p for p, image in found if image is None]
+    shots = [(p, image) for p, image in found if image is not None]
+    assert len(texts) == 2 and len(shots) == 2
+    assert all(t.startswith(templates.TEXT_TO_POSE_QUESTIONS[0].split("{description}")[0]) for t in texts)
+    for prompt, image in shots:
+        assert prompt == templates.IMAGE_TO_POSE_QUESTIONS[0]
+        pixels = np.asarray(Image.open(image))
+        assert pixels.shape[2] == 3 and pixels.std() > 1  # a real crop, not a black square
+    assert data_examples(str(tmp_path / "empty"), str(tmp_path / "out")) == []

@@ -5,6 +5,7 @@ an image upload, and for each answer holding `<POSE>` the posed body in a 3D vie
 .obj to download (chatpose_jax/web/app.py).
 """
 
+import os
 import sys
 import tempfile
 
@@ -29,7 +30,9 @@ _MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 256, "Most tokens per a
 _TEMPERATURE = flags.DEFINE_float("temperature", 0.0, "Sampling temperature; 0 = greedy.", lower_bound=0.0)
 _TOP_P = flags.DEFINE_float("top_p", 1.0, "Nucleus sampling mass.", lower_bound=0.0, upper_bound=1.0)
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
-_EXAMPLES = flags.DEFINE_multi_string("example", [], "A prompt offered under the chat (repeatable).")
+_EXAMPLES = flags.DEFINE_multi_string(
+    "example", [], "A prompt offered under the chat (repeatable; default: from the checkpoint's training data)."
+)
 
 
 def main(argv):
@@ -64,7 +67,12 @@ def main(argv):
         top_p=_TOP_P.value,
         seed=_SEED.value,
     )
-    app = build_app(chat, _EXAMPLES.value or [DEFAULT_PROMPT])
+    examples = [(prompt, None) for prompt in _EXAMPLES.value]
+    if not examples and model.trained_data_dir and os.path.isdir(model.trained_data_dir):
+        from chatpose_jax.web.examples import data_examples
+
+        examples = data_examples(model.trained_data_dir, os.path.join(out, "examples"))
+    app = build_app(chat, examples or [(DEFAULT_PROMPT, None)])
     print(f"chatpose-web: http://{_HOST.value}:{_PORT.value} (bodies written under {out})", flush=True)
     app.queue().launch(server_name=_HOST.value, server_port=_PORT.value, allowed_paths=[out], show_error=True)
 

@@ -143,6 +143,7 @@ class ChatModel:
         image_aspect: str = "none",
         length_bucket: int = 64,
         trained_body_model: str = "",
+        trained_data_dir: str = "",
     ):
         self.config = config
         self.params = params
@@ -152,6 +153,7 @@ class ChatModel:
         self.length_bucket = length_bucket
         # The training run's train.body_model ("" when unknown): "synthetic" marks the demo's models.
         self.trained_body_model = trained_body_model
+        self.trained_data_dir = trained_data_dir  # the training run's data.data_dir ("" when unknown)
 
     @classmethod
     def load(cls, checkpoint: str, tokenizer_dir: str | None = None, image_aspect: str | None = None, **kwargs):
@@ -173,8 +175,19 @@ class ChatModel:
             raise CheckpointLoadError(f"tokenizer folder {folder} does not exist")
         tokenizer = load_chat_tokenizer(folder, trained.config)
         aspect = image_aspect or image_aspect_of(checkpoint, trained.experiment)
-        body = trained.experiment.train.body_model if trained.experiment is not None else ""
-        return cls(trained.config, trained.params, trained.lora, tokenizer, aspect, trained_body_model=body, **kwargs)
+        experiment = trained.experiment
+        body = experiment.train.body_model if experiment is not None else ""
+        data_dir = experiment.data.data_dir if experiment is not None else ""
+        return cls(
+            trained.config,
+            trained.params,
+            trained.lora,
+            tokenizer,
+            aspect,
+            trained_body_model=body,
+            trained_data_dir=data_dir,
+            **kwargs,
+        )
 
     @property
     def context_length(self) -> int:

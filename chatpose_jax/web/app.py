@@ -122,8 +122,8 @@ class WebChat:
         return tab, [], None, [], "Conversation reset."
 
 
-def build_app(chat: WebChat, examples: list[str] | None = None):
-    """The gradio Blocks page of `chat` (not launched)."""
+def build_app(chat: WebChat, examples: list[tuple[str, str | None]] | None = None):
+    """The gradio Blocks page of `chat` (not launched); `examples`: (prompt, image path or None) pairs."""
     import gradio as gr
 
     with gr.Blocks(title=TITLE) as app:
@@ -154,7 +154,7 @@ def build_app(chat: WebChat, examples: list[str] | None = None):
                     )
                     top_p = gr.Slider(0.0, 1.0, value=chat.generation.get("top_p", 1.0), step=0.05, label="top p")
         if examples:
-            gr.Examples([[e] for e in examples], inputs=[text], label="Examples")
+            gr.Examples([[p, i] for p, i in examples], inputs=[text, image], label="Examples")
 
         body = gr.State(None)  # (mesh path, download paths) of the last answer with a body
 
