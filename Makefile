@@ -35,7 +35,8 @@ test: lint
 
 # While working: every test but those marked slow (multi-process runs, TPU compiles, trainings). On two
 # idle cores with the compile cache of an earlier run (tests/conftest.py): 4.2 minutes, against 10.0 for
-# `make test`, which still runs them all (13.9 with an empty cache).
+# `make test`, which still runs them all (13.9 with an empty cache); 12.8 once the web chat's tests (a real
+# browser among them) joined, on their first run.
 test-fast: $(STAMP)
 	$(VENV)/bin/pytest tests $(PYTEST_ARGS) -m "not slow"
 
