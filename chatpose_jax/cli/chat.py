@@ -17,12 +17,7 @@ _CHECKPOINT = common.define_path(
 _IMAGE = common.define_path("image", None, "Image to attach to the first turn.")
 _PROMPT = flags.DEFINE_string("prompt", None, "Answer this prompt once and exit.")
 _OUT = common.define_path("out", "chat_outputs", "Folder for turn_K.npz / .obj / .png when the answer holds <POSE>.")
-_BODY_MODEL = common.define_path(
-    "body_model",
-    "synthetic",
-    "SMPL / SMPL-H / SMPL-X file or smplx-style folder; 'synthetic' = a generated SMPL.",
-    keywords=("synthetic",),
-)
+_BODY_MODEL = common.define_body_model_flag()
 _TOKENIZER = common.define_path("tokenizer", None, "Tokenizer folder (default: the one saved with the checkpoint).")
 _IMAGE_ASPECT = flags.DEFINE_enum(
     "image_aspect",
@@ -30,10 +25,7 @@ _IMAGE_ASPECT = flags.DEFINE_enum(
     ["none", "pad"],
     "Image preprocessing: 'pad' = LLaVA-1.5's pad-to-square (default: as trained).",
 )
-_MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 256, "Most tokens per answer.", lower_bound=1)
-_TEMPERATURE = flags.DEFINE_float("temperature", 0.0, "Sampling temperature; 0 = greedy.", lower_bound=0.0)
-_TOP_P = flags.DEFINE_float("top_p", 1.0, "Nucleus sampling mass.", lower_bound=0.0, upper_bound=1.0)
-_SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
+_SAMPLING = common.define_sampling_flags()
 
 
 def main(argv):
@@ -51,24 +43,13 @@ def main(argv):
         model = ChatModel.load(_CHECKPOINT.value, _TOKENIZER.value, _IMAGE_ASPECT.value)
     except (CheckpointLoadError, ImageError) as e:
         common.fail(str(e))
-    session = ChatSession(
-        model,
-        max_new_tokens=_MAX_NEW_TOKENS.value,
-        temperature=_TEMPERATURE.value,
-        top_p=_TOP_P.value,
-        seed=_SEED.value,
-    )
+    session = ChatSession(model, **_SAMPLING.values())
     if _IMAGE.value:
         try:
             session.attach_image(_IMAGE.value)
         except ImageError as e:
             common.fail(str(e))
-    if _BODY_MODEL.value == "synthetic" and model.trained_body_model != "synthetic":
-        print(
-            "warning: --body_model=synthetic poses a generated stand-in body, not SMPL: the OBJ / PNG of this "
-            "checkpoint (not one of the demo's) need --body_model=PATH (an SMPL file or smplx-style folder)",
-            file=sys.stderr,
-        )
+    common.warn_if_synthetic_body(_BODY_MODEL.value, model.trained_body_model)
     writer = PoseFileWriter(_OUT.value, _BODY_MODEL.value)
     try:
         if _PROMPT.value is not None:

@@ -35,25 +35,85 @@ class PathParser(flags.ArgumentParser):
         return "path"
 
 
+def _tool_module(depth: int) -> str:
+    """The module `depth` frames up (the tool's), as absl names it in --help."""
+    module = sys._getframe(depth + 1).f_globals["__name__"]
+    return sys.argv[0] if module == "__main__" else module
+
+
 def define_path(
-    name: str, default: str | None, help: str, required: bool = False, keywords: tuple[str, ...] = ()
+    name: str,
+    default: str | None,
+    help: str,
+    required: bool = False,
+    keywords: tuple[str, ...] = (),
+    module_name: str | None = None,
 ) -> flags.FlagHolder:
     """`--NAME=PATH`, like `flags.DEFINE_string` but read through `PathParser`, so the tool sees an absolute path.
 
     Orbax refuses relative paths ("Checkpoint path should be absolute"); resolving them here, as
     they are parsed, keeps every later step (orbax, TFDS, subprocesses) independent of the working
-    directory. A default is resolved when the tool's module is imported.
+    directory. A default is resolved when the tool's module is imported. The flag belongs to the
+    calling module (`module_name` overrides it).
     """
-    module = sys._getframe(1).f_globals["__name__"]  # the tool's module, as absl names it in --help
     return flags.DEFINE(
         PathParser(keywords),
         name,
         default,
         help,
         serializer=flags.ArgumentSerializer(),
-        module_name=sys.argv[0] if module == "__main__" else module,
+        module_name=module_name or _tool_module(1),
         required=required,
     )
+
+
+def define_body_model_flag() -> flags.FlagHolder:
+    """`--body_model` of the tools that draw bodies (chatpose-chat, chatpose-web)."""
+    return define_path(
+        "body_model",
+        "synthetic",
+        "SMPL / SMPL-H / SMPL-X file or smplx-style folder; 'synthetic' = a generated SMPL.",
+        keywords=("synthetic",),
+        module_name=_tool_module(1),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingFlags:
+    """The generation flags of the tools that answer prompts; `values()` gives `ChatModel.stream`'s keywords."""
+
+    max_new_tokens: flags.FlagHolder
+    temperature: flags.FlagHolder
+    top_p: flags.FlagHolder
+    seed: flags.FlagHolder
+
+    def values(self) -> dict:
+        return {f.name: getattr(self, f.name).value for f in dataclasses.fields(self)}
+
+
+def define_sampling_flags(max_new_tokens_help: str = "Most tokens per answer.") -> SamplingFlags:
+    """--max_new_tokens, --temperature, --top_p and --seed, in the calling tool's module."""
+    module = _tool_module(1)
+    return SamplingFlags(
+        flags.DEFINE_integer("max_new_tokens", 256, max_new_tokens_help, lower_bound=1, module_name=module),
+        flags.DEFINE_float(
+            "temperature", 0.0, "Sampling temperature; 0 = greedy.", lower_bound=0.0, module_name=module
+        ),
+        flags.DEFINE_float(
+            "top_p", 1.0, "Nucleus sampling mass.", lower_bound=0.0, upper_bound=1.0, module_name=module
+        ),
+        flags.DEFINE_integer("seed", 0, "Sampling seed.", module_name=module),
+    )
+
+
+def warn_if_synthetic_body(body_model: str, trained_body_model: str) -> None:
+    """Warns on stderr when the generated stand-in body would draw a checkpoint not trained with it."""
+    if body_model == "synthetic" and trained_body_model != "synthetic":
+        print(
+            "warning: --body_model=synthetic poses a generated stand-in body, not SMPL: this checkpoint "
+            "(not one of the demo's) needs --body_model=PATH (an SMPL file or smplx-style folder)",
+            file=sys.stderr,
+        )
 
 
 def experiment_paths_absolute(experiment: Experiment) -> Experiment:

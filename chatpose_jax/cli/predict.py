@@ -25,10 +25,7 @@ _PROMPT = flags.DEFINE_string(
     "prompt", None, "Question for images given without one (default: an image-to-pose question)."
 )
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Prompts per batch.", lower_bound=1)
-_MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 256, "Most tokens per answer.", lower_bound=1)
-_TEMPERATURE = flags.DEFINE_float("temperature", 0.0, "Sampling temperature; 0 = greedy.", lower_bound=0.0)
-_TOP_P = flags.DEFINE_float("top_p", 1.0, "Nucleus sampling mass.", lower_bound=0.0, upper_bound=1.0)
-_SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
+_SAMPLING = common.define_sampling_flags()
 _PROGRESS = flags.DEFINE_boolean("progress", True, "Show a progress bar.")
 
 
@@ -48,11 +45,8 @@ def main(argv):
             model,
             records,
             batch_size=_BATCH_SIZE.value,
-            max_new_tokens=_MAX_NEW_TOKENS.value,
-            temperature=_TEMPERATURE.value,
-            top_p=_TOP_P.value,
-            seed=_SEED.value,
             progress=_PROGRESS.value,
+            **_SAMPLING.values(),
         )
     except (predict.InputError, ImageError, CheckpointLoadError, PromptTooLongError) as e:
         common.fail(str(e))

@@ -6,7 +6,6 @@ an image upload, and for each answer holding `<POSE>` the posed body in a 3D vie
 """
 
 import os
-import sys
 import tempfile
 
 from absl import flags, logging
@@ -16,20 +15,12 @@ from chatpose_jax.cli import common
 _CHECKPOINT = common.define_path(
     "checkpoint", None, "Training workdir or step, model checkpoint, or Hugging Face folder.", required=True
 )
-_BODY_MODEL = common.define_path(
-    "body_model",
-    "synthetic",
-    "SMPL / SMPL-H / SMPL-X file or smplx-style folder; 'synthetic' = a generated SMPL.",
-    keywords=("synthetic",),
-)
+_BODY_MODEL = common.define_body_model_flag()
 _TOKENIZER = common.define_path("tokenizer", None, "Tokenizer folder (default: the one saved with the checkpoint).")
 _OUT = common.define_path("out", None, "Folder for the bodies' .npz / .obj / .png (default: a temporary folder).")
 _HOST = flags.DEFINE_string("host", "127.0.0.1", "Address to serve on (0.0.0.0: every interface).")
 _PORT = flags.DEFINE_integer("port", 7860, "Port to serve on.", lower_bound=1, upper_bound=65535)
-_MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 256, "Most tokens per answer (the page can change it).")
-_TEMPERATURE = flags.DEFINE_float("temperature", 0.0, "Sampling temperature; 0 = greedy.", lower_bound=0.0)
-_TOP_P = flags.DEFINE_float("top_p", 1.0, "Nucleus sampling mass.", lower_bound=0.0, upper_bound=1.0)
-_SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
+_SAMPLING = common.define_sampling_flags("Most tokens per answer (the page can change it).")
 _EXAMPLES = flags.DEFINE_multi_string(
     "example", [], "A prompt offered under the chat (repeatable; default: from the checkpoint's training data)."
 )
@@ -51,22 +42,9 @@ def main(argv):
         model = ChatModel.load(_CHECKPOINT.value, _TOKENIZER.value)
     except CheckpointLoadError as e:
         common.fail(str(e))
-    if _BODY_MODEL.value == "synthetic" and model.trained_body_model != "synthetic":
-        print(
-            "warning: --body_model=synthetic poses a generated stand-in body, not SMPL: this checkpoint "
-            "(not one of the demo's) needs --body_model=PATH (an SMPL file or smplx-style folder)",
-            file=sys.stderr,
-        )
+    common.warn_if_synthetic_body(_BODY_MODEL.value, model.trained_body_model)
     out = _OUT.value or tempfile.mkdtemp(prefix="chatpose_web_")
-    chat = WebChat(
-        model,
-        out,
-        _BODY_MODEL.value,
-        max_new_tokens=_MAX_NEW_TOKENS.value,
-        temperature=_TEMPERATURE.value,
-        top_p=_TOP_P.value,
-        seed=_SEED.value,
-    )
+    chat = WebChat(model, out, _BODY_MODEL.value, **_SAMPLING.values())
     examples = [(prompt, None) for prompt in _EXAMPLES.value]
     if not examples and model.trained_data_dir and os.path.isdir(model.trained_data_dir):
         from chatpose_jax.web.examples import data_examples
