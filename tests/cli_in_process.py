@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import io
 import os
+import subprocess
 import sys
 
 from absl import app, flags
@@ -124,3 +126,21 @@ def run_tool(argv: list[str], stdout, stderr=None) -> int:
         finally:
             sys.argv = saved
     return 0
+
+
+def run_console(script: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`SCRIPT ARGS` through `run_tool` with its output captured, as `subprocess.run(..., capture_output=True,
+    text=True)` returns it: for tests of a tool's output and exit status where no process boundary is under
+    test. `env` sets environment variables for the run (restored after)."""
+    out, err = io.StringIO(), io.StringIO()
+    saved = {key: os.environ.get(key) for key in env or {}}
+    os.environ.update(env or {})
+    try:
+        status = run_tool([script, *args], out, err)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return subprocess.CompletedProcess([script, *args], status, out.getvalue(), err.getvalue())

@@ -14,6 +14,7 @@ from PIL import Image
 from chatpose_jax.inference import prompt
 from chatpose_jax.inference.session import ChatModel, ChatSession
 from tests import chat_fixtures
+from tests.cli_in_process import run_console
 
 pytestmark = pytest.mark.slow  # make test-fast leaves this file out (make test runs it)
 
@@ -21,11 +22,16 @@ BIN = Path(sys.executable).parent
 
 
 def run_cli(*args, cache, stdin=None, timeout=300):
-    """Runs chatpose-chat; `cache` stands in for ~/.cache (where the synthetic body model goes)."""
+    """Runs chatpose-chat as a process; `cache` stands in for ~/.cache (where the synthetic body model goes)."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "", "XDG_CACHE_HOME": str(cache)}
     return subprocess.run(
         [str(BIN / "chatpose-chat"), *args], input=stdin, capture_output=True, text=True, timeout=timeout, env=env
     )
+
+
+def run_in_process(*args, cache):
+    """chatpose-chat ARGS through its `main` in this process (its output and exit status are under test)."""
+    return run_console("chatpose-chat", *args, env={"XDG_CACHE_HOME": str(cache)})
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +81,7 @@ def test_prompt_run_writes_npz_obj_png_of_the_model_pose(model, pose_ckpt, tmp_p
     from chatpose_jax.inference import outputs
 
     out_dir = tmp_path / "out"
-    result = run_cli(
+    result = run_in_process(
         f"--checkpoint={pose_ckpt}",
         f"--prompt={chat_fixtures.POSE_PROMPT}",
         f"--out={out_dir}",
@@ -188,7 +194,7 @@ def test_errors_are_one_clear_line(case, pose_ckpt, tmp_path):
         "unreadable_checkpoint": ([f"--checkpoint={bad}", "--prompt=hi"], f"cannot load checkpoint {bad}"),
         "long_prompt": ([f"--checkpoint={pose_ckpt}", "--prompt=" + "pose " * 600], "context holds 512"),
     }[case]
-    result = run_cli(*args, f"--out={tmp_path}", cache=tmp_path)
+    result = run_in_process(*args, f"--out={tmp_path}", cache=tmp_path)
     assert result.returncode == 1, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]

@@ -1,24 +1,17 @@
 """`chatpose-convert import-hf` writes an orbax checkpoint that loads back to the same params."""
 
-import os
-import subprocess
-import sys
-
 import jax
 import numpy as np
 from llava_tiny import make_hf_llava, save_hf_llava
 
 from chatpose_jax.convert.checkpoint_io import load_model_checkpoint
 from chatpose_jax.convert.hf import load_llava
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.cli_in_process import run_console
 
 
 def _convert(*args):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
-    return subprocess.run(
-        [sys.executable, "-m", "chatpose_jax.cli.convert", *args], capture_output=True, text=True, cwd=ROOT, env=env
-    )
+    """chatpose-convert ARGS through its `main` in this process (its output and exit status are under test)."""
+    return run_console("chatpose-convert", *args)
 
 
 def test_import_hf_writes_a_checkpoint_that_loads_back(tmp_path):
@@ -30,8 +23,8 @@ def test_import_hf_writes_a_checkpoint_that_loads_back(tmp_path):
     ref_config, ref = load_llava(folder)  # same default seed for the fresh pose head
     assert config == ref_config
 
-    # The copied weights bit for bit; the fresh pose head, drawn from the same seed in two processes, up
-    # to XLA:CPU's rounding (the suite compiles at the lowest optimisation level, tests/conftest.py).
+    # The copied weights bit for bit; the fresh pose head, drawn from the same seed by two programs, up to
+    # XLA:CPU's rounding (the suite compiles at the lowest optimisation level, tests/conftest.py).
     def same(path, a, b):
         if "pose_head" in jax.tree_util.keystr(path):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-9)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests import eval_fixtures
+from tests.cli_in_process import run_console
 from tests.data_synth_cache import synthetic_data
 
 pytestmark = pytest.mark.slow  # make test-fast leaves this file out (make test runs it)
@@ -39,9 +40,18 @@ def args(setup, out, benchmarks="3dpw,posescript", *extra, checkpoint=True):
 
 
 def run_eval(*a, launch=0):
-    cmd = [str(BIN / "chatpose-eval"), *a]
-    if launch:
-        cmd = [sys.executable, str(REPO / "launch" / "local.py"), "--num_processes", str(launch), "--", *cmd]
+    """chatpose-eval ARGS: in this process, or as `launch` processes of one job through launch/local.py."""
+    if not launch:
+        return run_console("chatpose-eval", *a)
+    cmd = [
+        sys.executable,
+        str(REPO / "launch" / "local.py"),
+        "--num_processes",
+        str(launch),
+        "--",
+        str(BIN / "chatpose-eval"),
+        *a,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=ENV, cwd=REPO)
 
 

@@ -23,21 +23,23 @@ def model(tmp_path_factory):
     the prompts' last hidden states, 11 equations in 128 unknowns: exact).
     """
     from chatpose_jax.inference import prompt
-    from chatpose_jax.inference.session import ChatModel, load_chat_tokenizer
+    from chatpose_jax.inference.session import ChatModel, left_pad, load_chat_tokenizer
     from chatpose_jax.model import chatpose, decoding
 
     config = eval_fixtures.tiny_model_config()
     params, lora = chatpose.init_params(config, jax.random.key(3))
     tokenizer = load_chat_tokenizer(chat_fixtures.tiny_tokenizer(tmp_path_factory), config)
     plain = ChatModel(config, params, lora, tokenizer)
-    states, leading = [], []
-    for q in benchmark("text", 11).questions:
-        ids = np.asarray(plain.encode([], prompt.user_turn(q, False)))[None]
-        (logits, hidden), _ = decoding.prefill(config, params, lora, ids, None, None, ids.shape[1] + 1)
-        states.append(np.asarray(hidden[0], np.float64))
-        leading.append(float(np.max(np.asarray(logits[0]))))
-    target = np.asarray(leading) + np.where(np.arange(len(leading)) % 2 == 0, 1.0, -1.0)
-    column = np.linalg.lstsq(np.stack(states), target, rcond=None)[0].astype(np.float32)
+    # All 11 prompts in one left-padded prefill (one compile), as the decoders run them.
+    encoded = [plain.encode([], prompt.user_turn(q, False)) for q in benchmark("text", 11).questions]
+    length = max(len(e) for e in encoded)
+    ids, mask = left_pad(encoded, length, config.pad_token_id)
+    prefill = jax.jit(decoding.prefill, static_argnums=(0, 6))
+    (logits, hidden), _ = prefill(config, params, lora, ids, None, mask, length + 1)
+    states = np.asarray(hidden, np.float64)
+    leading = np.asarray(logits).max(axis=-1)
+    target = leading + np.where(np.arange(len(leading)) % 2 == 0, 1.0, -1.0)
+    column = np.linalg.lstsq(states, target, rcond=None)[0].astype(np.float32)
     kernel = params["lm_head"]["kernel"]
     params = {**params, "lm_head": {"kernel": kernel.at[:, config.pose_token_id].set(column)}}
     return ChatModel(config, params, lora, tokenizer)

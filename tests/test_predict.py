@@ -1,10 +1,6 @@
 """chatpose-predict: batched answers equal one-at-a-time chat answers; inputs and errors."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,15 +10,12 @@ from chatpose_jax.inference import predict
 from chatpose_jax.inference.images import ImageError
 from chatpose_jax.inference.session import ChatModel
 from tests import chat_fixtures
+from tests.cli_in_process import run_console
 
-BIN = Path(sys.executable).parent
 
-
-def run_cli(*args, timeout=300):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
-    return subprocess.run(
-        [str(BIN / "chatpose-predict"), *args], capture_output=True, text=True, timeout=timeout, env=env
-    )
+def run_cli(*args):
+    """chatpose-predict ARGS through its `main` in this process (its output and exit status are under test)."""
+    return run_console("chatpose-predict", *args)
 
 
 @pytest.fixture(scope="module")
