@@ -1,8 +1,6 @@
 """Experiment configs: the shipped ones validate, overrides apply, bad ones name the field."""
 
 import dataclasses
-import subprocess
-import sys
 from pathlib import Path
 
 import ml_collections
@@ -190,14 +188,10 @@ def test_plain_dicts_convert_too():
 
 
 def _train_cli(*args):
-    exe = Path(sys.executable).parent / "chatpose-train"
-    return subprocess.run(
-        [str(exe), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"},
-    )
+    """chatpose-train ARGS through its `main` in this process (8 test devices)."""
+    from tests.cli_in_process import run_console
+
+    return run_console("chatpose-train", *args)
 
 
 def test_command_line_override_reaches_the_typed_config(tmp_path):
@@ -205,11 +199,11 @@ def test_command_line_override_reaches_the_typed_config(tmp_path):
         f"--config={REPO / 'configs/tiny.py'}",
         f"--workdir={tmp_path}",
         "--config.optimizer.lr=1e-4",
-        "--config.mesh.tensor=2",
+        "--config.mesh.tensor=3",
     )
-    # One CPU device here: tensor=2 cannot fit, and the message names the mesh.
+    # Eight test devices: tensor=3 cannot fit, and the message names the mesh.
     assert result.returncode == 1, result.stderr
-    assert "invalid config: config.mesh: data=-1, fsdp=1, tensor=2 does not divide the 1 devices" in result.stderr
+    assert "invalid config: config.mesh: data=-1, fsdp=1, tensor=3 does not divide the 8 devices" in result.stderr
 
 
 def test_command_line_unknown_field_fails_before_work(tmp_path):
