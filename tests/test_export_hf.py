@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -17,13 +15,7 @@ from chatpose_jax.model import chatpose
 from chatpose_jax.model.lora import merge_lora
 from chatpose_jax.train.trained_model import load_trained
 from tests import chat_fixtures
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
-
-
-def _run(*args):
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, env=ENV)
+from tests.cli_in_process import run_console
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +158,7 @@ def test_existing_folder_and_wrong_tokenizer_are_refused(trained, exported, toke
     moved = dataclasses.replace(trained.config, pose_token_id=1003)
     with pytest.raises(ExportError, match="<POSE> has id 1002, the model's pose_token_id is 1003"):
         export_hf(moved, trained.params, str(tmp_path / "x"), tokenizer=tokenizer)
-    again = _run("-m", "chatpose_jax.cli.convert", "export-hf", "--checkpoint", exported, "--out", exported)
+    again = run_console("chatpose-convert", "export-hf", "--checkpoint", exported, "--out", exported)
     assert again.returncode == 1 and "exists and is not empty" in again.stderr, again.stderr[-2000:]
 
 
