@@ -9,6 +9,17 @@ from chatpose_jax.model import attention, lora
 from chatpose_jax.model.matmul import matmul
 
 
+def _out_and_grads(fn, args, cotangent):
+    """fn(*args) and its vector-Jacobian product with `cotangent`, as one compiled program (op-by-op
+    dispatch of the blockwise loops would take most of the test's time)."""
+
+    def both(args, cotangent):
+        out, vjp = jax.vjp(fn, *args)
+        return out, vjp(cotangent)
+
+    return jax.jit(both)(args, cotangent)
+
+
 def _qkv(b, t, s, h, k, d, seed=0):
     keys = jax.random.split(jax.random.key(seed), 4)
     q = jax.random.normal(keys[0], (b, t, h, d))
@@ -36,10 +47,12 @@ def test_blockwise_attention_equals_reference(t, heads, kv_heads, block, causal,
     # Queries with no visible key (left padding) are excluded: their outputs are unused either way.
     rows = np.ones((2, t, 1, 1), np.float32)
     rows[0, :pad_left] = 0
-    ref_out, ref_vjp = jax.vjp(lambda *a: attention.reference_attention(*a, mask), q, k, v)
-    out, vjp = jax.vjp(lambda *a: attention.blockwise_attention(*a, mask, is_causal=causal, block=block), q, k, v)
+    ref_out, ref_grads = _out_and_grads(lambda *a: attention.reference_attention(*a, mask), (q, k, v), g * rows)
+    out, grads = _out_and_grads(
+        lambda *a: attention.blockwise_attention(*a, mask, is_causal=causal, block=block), (q, k, v), g * rows
+    )
     np.testing.assert_allclose(out * rows, ref_out * rows, atol=1e-5)
-    for ours, ref in zip(vjp(g * rows), ref_vjp(g * rows), strict=True):
+    for ours, ref in zip(grads, ref_grads, strict=True):
         np.testing.assert_allclose(ours, ref, atol=1e-4)
 
 
@@ -47,10 +60,10 @@ def test_blockwise_attention_with_a_longer_cache_and_no_mask():
     q, k, v, g = _qkv(2, 5, 23, 4, 2, 8, seed=1)
     mask = attention.causal_mask(10 + jnp.arange(5), jnp.arange(23)[None].repeat(2, 0) < 15)
     for m in (mask, None):
-        ref_out, ref_vjp = jax.vjp(lambda *a, m=m: attention.reference_attention(*a, m), q, k, v)
-        out, vjp = jax.vjp(lambda *a, m=m: attention.blockwise_attention(*a, m, block=2), q, k, v)
+        ref_out, ref_grads = _out_and_grads(lambda *a, m=m: attention.reference_attention(*a, m), (q, k, v), g)
+        out, grads = _out_and_grads(lambda *a, m=m: attention.blockwise_attention(*a, m, block=2), (q, k, v), g)
         np.testing.assert_allclose(out, ref_out, atol=1e-5)
-        for ours, ref in zip(vjp(g), ref_vjp(g), strict=True):
+        for ours, ref in zip(grads, ref_grads, strict=True):
             np.testing.assert_allclose(ours, ref, atol=1e-4)
 
 
@@ -58,11 +71,13 @@ def test_blockwise_attention_in_bfloat16_stays_close():
     q, k, v, g = _qkv(2, 96, 96, 4, 2, 32, seed=2)
     mask = attention.causal_mask(jnp.arange(96), jnp.ones((2, 96), bool))
     bf = [x.astype(jnp.bfloat16) for x in (q, k, v)]
-    ref_out, ref_vjp = jax.vjp(lambda *a: attention.reference_attention(*a, mask), q, k, v)
-    out, vjp = jax.vjp(lambda *a: attention.blockwise_attention(*a, mask, is_causal=True, block=32), *bf)
+    ref_out, ref_grads = _out_and_grads(lambda *a: attention.reference_attention(*a, mask), (q, k, v), g)
+    out, grads = _out_and_grads(
+        lambda *a: attention.blockwise_attention(*a, mask, is_causal=True, block=32), tuple(bf), g.astype(jnp.bfloat16)
+    )
     assert out.dtype == jnp.bfloat16
     np.testing.assert_allclose(out.astype(jnp.float32), ref_out, atol=3e-2)
-    for ours, ref in zip(vjp(g.astype(jnp.bfloat16)), ref_vjp(g), strict=True):
+    for ours, ref in zip(grads, ref_grads, strict=True):
         scale = float(jnp.abs(ref).max())
         assert float(jnp.abs(ours.astype(jnp.float32) - ref).max()) < 2e-2 * scale
 
