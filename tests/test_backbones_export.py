@@ -14,7 +14,7 @@ from llava_tiny import hf_logits, image_prompt
 
 from chatpose_jax.convert.hf import load_llava
 from chatpose_jax.export.hf_export import ExportError, export_hf, llava_config
-from chatpose_jax.model import chatpose
+from tests import jit_model
 
 EXPECTED_TYPES = {
     "llama_clip": ("llama", "clip_vision_model"),
@@ -48,7 +48,7 @@ def test_export_runs_in_transformers_and_imports_back_exactly(family, tmp_path):
     rng = np.random.RandomState(0)
     ids, px = image_prompt(rng, 2), family_pixels(family, rng, 2)
     ids[0, -1] = config.pose_token_id
-    ours = np.asarray(chatpose.apply(config, params, None, jnp.asarray(ids), jnp.asarray(px)).logits)
+    ours = np.asarray(jit_model.apply(config, params, None, jnp.asarray(ids), jnp.asarray(px)).logits)
     err = np.abs(ours - hf_logits(model, ids, px)).max()
     assert err < 1e-4, f"{family}: exported folder in transformers differs from ours by {err:.2e}"
 

@@ -14,7 +14,8 @@ from backbones_tiny import FAMILIES, WINDOW, family_pixels, make_family
 from llava_tiny import IMAGE_ID, PAD_ID, VOCAB, hf_logits, image_prompt
 
 from chatpose_jax.convert.hf import load_llava
-from chatpose_jax.model import chatpose, decoding
+from chatpose_jax.model import decoding
+from tests import jit_model
 
 TOL = 1e-4
 NEW = 20  # new tokens in the decoding test: prompt (14) + 20 runs far past Mistral's window of 5
@@ -32,7 +33,7 @@ def pair(request, tmp_path_factory):
 
 def _ours(config, params, ids, px=None, mask=None):
     args = [jnp.asarray(a) if a is not None else None for a in (ids, px, mask)]
-    return np.asarray(chatpose.apply(config, params, None, *args).logits)[..., :VOCAB]
+    return np.asarray(jit_model.apply(config, params, None, *args).logits)[..., :VOCAB]
 
 
 def _assert_close(ours, ref, where):

@@ -13,7 +13,7 @@ from llava_tiny import IMAGE_ID, hf_logits, image_prompt, make_hf_llava, pixels,
 from safetensors.numpy import save_file
 
 from chatpose_jax.convert.hf import CheckpointError, load_llava, load_tokenizer
-from chatpose_jax.model import chatpose
+from tests import jit_model
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_original_llava_layout_matches_transformers(hf_model, tmp_path):
     )
     rng = np.random.RandomState(0)
     ids, px = image_prompt(rng, 2), pixels(rng, 2)
-    ours = np.asarray(chatpose.apply(config, params, None, jnp.asarray(ids), jnp.asarray(px)).logits)[..., :IMAGE_ID]
+    ours = np.asarray(jit_model.apply(config, params, None, jnp.asarray(ids), jnp.asarray(px)).logits)[..., :IMAGE_ID]
     ref = hf_logits(hf_model, ids, px)[..., :IMAGE_ID]
     assert np.abs(ours - ref).max() < 1e-4, np.abs(ours - ref).max()
 

@@ -14,7 +14,7 @@ from chatpose_jax.export.hf_export import ExportError, export_checkpoint, export
 from chatpose_jax.model import chatpose
 from chatpose_jax.model.lora import merge_lora
 from chatpose_jax.train.trained_model import load_trained
-from tests import chat_fixtures
+from tests import chat_fixtures, jit_model
 from tests.cli_in_process import run_console
 
 
@@ -67,7 +67,7 @@ def test_export_loads_in_transformers_with_our_logits(trained, exported):
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
     config = trained.config
     ids, px = _inputs(config)
-    ours = chatpose.apply(config, trained.params, trained.lora, jnp.asarray(ids), jnp.asarray(px))
+    ours = jit_model.apply(config, trained.params, trained.lora, jnp.asarray(ids), jnp.asarray(px))
     with torch.no_grad():
         ref = model.float().eval()(input_ids=torch.from_numpy(ids), pixel_values=torch.from_numpy(px)).logits.numpy()
     assert ref.shape == ours.logits.shape

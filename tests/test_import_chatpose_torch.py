@@ -16,7 +16,7 @@ from chatpose_jax.convert.chatpose_torch import import_chatpose_torch, load_chat
 from chatpose_jax.convert.checkpoint_io import load_checkpoint_tokenizer, load_model_checkpoint
 from chatpose_jax.convert.hf import CheckpointError
 from chatpose_jax.convert.hf_schema import flatten as hf_flatten
-from chatpose_jax.model import chatpose
+from tests import jit_model
 
 SEG_ID = 160  # [SEG]: one row past the 160-token base vocabulary
 LORA_RANK, LORA_ALPHA = 4, 8.0
@@ -119,7 +119,7 @@ def _check_against_torch(config, params, reference):
     ids[:, -3] = SEG_ID
     ref_rot6d, ref_logits = _torch_pose(model, head, ids, px)
     ours_ids = np.where(ids == IMAGE_ID, config.image_token_id, ids)  # LISA splices images; we use a placeholder
-    out = chatpose.apply(config, params, None, jnp.asarray(ours_ids), jnp.asarray(px))
+    out = jit_model.apply(config, params, None, jnp.asarray(ours_ids), jnp.asarray(px))
     assert np.asarray(out.pose.valid).all()
     err = np.abs(np.asarray(out.pose.rot6d)[:, 0] - ref_rot6d).max()
     assert err < 1e-4, f"pose head output differs by {err}"

@@ -6,7 +6,7 @@ import pytest
 from llava_tiny import IMAGE_ID, PAD_ID, VOCAB, hf_logits, image_prompt, make_hf_llava, pixels, save_hf_llava
 
 from chatpose_jax.convert.hf import load_llava
-from chatpose_jax.model import chatpose
+from tests import jit_model
 
 TOL = 1e-4
 
@@ -23,7 +23,7 @@ def pair(request, tmp_path_factory):
 
 def _ours(config, params, *args, **kw):
     logits = np.asarray(
-        chatpose.apply(config, params, None, *(None if a is None else jnp.asarray(a) for a in args), **kw).logits
+        jit_model.apply(config, params, None, *(None if a is None else jnp.asarray(a) for a in args), **kw).logits
     )
     assert logits.shape[-1] == VOCAB + 1, "<POSE> should add exactly one row after the checkpoint's vocabulary"
     return logits[..., :VOCAB]  # the original logits keep their indices

@@ -6,8 +6,8 @@ import pytest
 from llava_tiny import POSE_ID, image_prompt, make_hf_llava, pixels, save_hf_llava
 
 from chatpose_jax.convert.hf import load_llava
-from chatpose_jax.model import chatpose
 from chatpose_jax.model.config import PoseHeadConfig
+from tests import jit_model
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_pose_head_at_state_before_pose_equals_numpy(model):
     ids, px = image_prompt(rng, 2, text_after=8), pixels(rng, 2)
     ids[0, -6], ids[0, -2] = POSE_ID, POSE_ID  # two poses in row 0
     ids[1, -3] = POSE_ID  # one in row 1
-    out = chatpose.apply(config, params, None, jnp.asarray(ids), jnp.asarray(px))
+    out = jit_model.apply(config, params, None, jnp.asarray(ids), jnp.asarray(px))
     hidden = np.asarray(out.hidden_states, np.float64)
     head = {k: {n: np.asarray(v, np.float64) for n, v in d.items()} for k, d in params["pose_head"].items()}
 

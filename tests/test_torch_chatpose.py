@@ -10,8 +10,9 @@ from chatpose_jax.body import rotations
 from chatpose_jax.convert.hf import load_llava
 from chatpose_jax.export.hf_export import export_hf
 from chatpose_jax.export.torch_chatpose import TorchChatPose, rotmat_to_axis_angle
-from chatpose_jax.model import chatpose, decoding
+from chatpose_jax.model import decoding
 from chatpose_jax.model.config import PoseHeadConfig
+from tests import jit_model
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def _with_poses(config, seed=0):
 def test_forward_logits_and_pose_equal_ours(ours, wrapper):
     config, params = ours
     ids, px = _with_poses(config)
-    ref = chatpose.apply(config, params, None, jnp.asarray(ids), jnp.asarray(px))
+    ref = jit_model.apply(config, params, None, jnp.asarray(ids), jnp.asarray(px))
     out = wrapper(torch.from_numpy(ids), torch.from_numpy(px))
     assert np.abs(out.logits.numpy() - np.asarray(ref.logits)).max() < 1e-4
     np.testing.assert_array_equal(out.pose.valid.numpy(), np.asarray(ref.pose.valid))
@@ -92,7 +93,7 @@ def test_generated_pose_is_read_at_the_state_that_produced_it(ours, wrapper):
     )
     seq = out.sequences.numpy()
     assert (seq[:, ids.shape[1]] == config.pose_token_id).all()
-    ref = chatpose.apply(config, params, None, jnp.asarray(seq), jnp.asarray(px))
+    ref = jit_model.apply(config, params, None, jnp.asarray(seq), jnp.asarray(px))
     assert out.pose.valid.numpy().all() and np.asarray(ref.pose.valid).all()
     np.testing.assert_array_equal(out.pose.positions.numpy(), np.asarray(ref.pose.positions))
     err = np.abs(out.pose.rotmat.numpy() - np.asarray(ref.pose.rotmat)).max()
