@@ -4,10 +4,13 @@ process (tests/cli_in_process.py; test_cli.py runs the installed scripts themsel
 import io
 import os
 
+import pytest
 import tensorflow_datasets as tfds
 
 import data_pipelines  # noqa: F401
 from tests.cli_in_process import run_tool
+
+pytestmark = pytest.mark.slow  # make test-fast leaves this file out (make test runs it)
 
 
 def _run(*args):

@@ -12,6 +12,10 @@ import re
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # make test-fast leaves this file out (make test runs it)
+
 STAGES = r"""
 import os, sys
 from absl import app, logging

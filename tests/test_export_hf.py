@@ -17,6 +17,8 @@ from chatpose_jax.train.trained_model import load_trained
 from tests import chat_fixtures, jit_model
 from tests.cli_in_process import run_console
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this file out (make test runs it)
+
 
 @pytest.fixture(scope="module")
 def tokenizer_dir(tmp_path_factory):

@@ -16,6 +16,8 @@ from PIL import Image
 
 from tests import chat_fixtures
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this file out (make test runs it)
+
 BROWSER_PACKAGES = "chromium chromium-driver"
 
 
