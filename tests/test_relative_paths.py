@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 PATH_FLAGS = {
     "chatpose_jax.cli.train": {"workdir"},
     "chatpose_jax.cli.eval": {"checkpoint", "data_dir", "out", "body_model_dir", "retrieval", "tokenizer",
-                              "j19_regressor"},
+                              "j19_regressor", "smplify_prior"},
     "chatpose_jax.cli.chat": {"checkpoint", "image", "out", "body_model", "tokenizer"},
     "chatpose_jax.cli.predict": {"checkpoint", "inputs", "out", "tokenizer"},
     "chatpose_jax.cli.convert": {"hf_dir", "out", "vision_tower_dir", "checkpoint", "tokenizer_dir", "ckpt",
@@ -41,7 +41,7 @@ REQUIRED = {
     "chatpose_jax.cli.compile": [f"--config={REPO / 'configs' / 'tiny.py'}", "--topology=v5e-4"],
 }
 PATH_LIKE = ("dir", "out", "checkpoint", "ckpt", "path", "file", "image", "inputs", "tokenizer", "regressor",
-             "retrieval", "config", "body_model")  # fmt: skip
+             "retrieval", "config", "body_model", "prior")  # fmt: skip
 NOT_PATHS = {"builder_config"}  # chatpose-data prepare: a builder config's name
 
 

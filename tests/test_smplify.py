@@ -7,44 +7,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy.spatial.transform import Rotation
 from scipy.stats import multivariate_normal
-from session_cache import once
 
-from chatpose_jax.body import load_body_model, synthetic
+from chatpose_jax.body import load_body_model
 from chatpose_jax.eval.metrics import pa_mpjpe
-from chatpose_jax.fitting import gmm_file, prior, smplify
+from chatpose_jax.fitting import prior, smplify
 from chatpose_jax.fitting.body_keypoints import layout_keypoints
 from chatpose_jax.fitting.keypoint_layouts import LAYOUTS, get_layout
+from tests.smplify_fixtures import moderate_poses, smplify_files
 
 # Ten times SPIN's step size: the fit starts from the mean pose, not from a network's guess.
 TEST_CONFIG = smplify.SmplifyConfig(learning_rate=0.05, camera_iterations=30, body_iterations=100)
 
 
-def moderate_poses(rng: np.random.Generator, num: int) -> tuple[np.ndarray, np.ndarray]:
-    """(global_orient float[N, 3], body_pose float[N, 69]) radians, camera frame: upright people facing
-    the camera turned by up to 0.6 rad, every joint jittered by 0.12 rad, elbows and knees bent the
-    natural way by up to 1.5 / 1.2 rad, hips flexed, arms lowered from the T-pose by 0.3-1.2 rad."""
-    pose = rng.normal(0.0, 0.12, size=(num, 23, 3))
-    pose[:, 17, 1], pose[:, 18, 1] = -rng.uniform(0, 1.5, num), rng.uniform(0, 1.5, num)  # elbows
-    pose[:, 3, 0], pose[:, 4, 0] = rng.uniform(0, 1.2, num), rng.uniform(0, 1.2, num)  # knees
-    pose[:, 0, 0], pose[:, 1, 0] = -rng.uniform(0, 0.8, num), -rng.uniform(0, 0.8, num)  # hips
-    pose[:, 15, 2], pose[:, 16, 2] = -rng.uniform(0.3, 1.2, num), rng.uniform(0.3, 1.2, num)  # shoulders
-    yaw = Rotation.from_rotvec(np.outer(rng.uniform(-0.6, 0.6, num), [0.0, 1.0, 0.0]))
-    global_orient = (Rotation.from_rotvec([np.pi, 0.0, 0.0]) * yaw).as_rotvec()
-    return global_orient.astype(np.float32), pose.reshape(num, 69).astype(np.float32)
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    """A synthetic SMPL file and a GMM prior fitted to 2000 poses of `moderate_poses`."""
-
-    def build(folder):
-        smpl = synthetic.write_smpl_pkl(str(folder / "SMPL_NEUTRAL.pkl"))
-        _, poses = moderate_poses(np.random.default_rng(0), 2000)
-        return {"smpl": smpl, "gmm": gmm_file.write_gmm_pkl(str(folder / "gmm_08.pkl"), poses)}
-
-    return once(tmp_path_factory, "smplify_files", build)
+    return smplify_files(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

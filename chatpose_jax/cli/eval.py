@@ -45,6 +45,14 @@ _PROTOCOL = flags.DEFINE_enum(
 _J19 = common.define_path("j19_regressor", None, "4D-Humans' SMPL_to_J19.pkl (default: in --body_model_dir).")
 _MESH = flags.DEFINE_list("mesh", ["-1", "1", "1"], "Decoding mesh data,fsdp,tensor (-1: every device left).")
 _LIMIT = flags.DEFINE_integer("limit", 0, "Score only the first N samples of each benchmark (0: all).", lower_bound=0)
+_POSE_FROM = flags.DEFINE_enum(
+    "pose_from",
+    "pose_token",
+    ["pose_token", "keypoints"],
+    "pose_token: the <POSE> head; keypoints: ask for keypoints as text (the supplement's LLaVA*), lift them "
+    "with SMPLify (image benchmarks; needs --smplify_prior and a larger --max_new_tokens, e.g. 320).",
+)
+_SMPLIFY_PRIOR = common.define_path("smplify_prior", None, "SMPLify's gmm_08.pkl (--pose_from=keypoints).")
 
 
 def parse_predictions(items: list[str], benchmarks: list[str]) -> dict[str, str]:
@@ -89,7 +97,7 @@ def main(argv):
             raise ValueError(f"--mesh {','.join(_MESH.value)}: expected three sizes data,fsdp,tensor")
         options = loop.EvalOptions(
             _BATCH_SIZE.value, _MAX_NEW_TOKENS.value, _FORCE.value, _GALLERY.value, _PROGRESS.value, mesh,
-            _PROTOCOL.value, _LIMIT.value,
+            _PROTOCOL.value, _LIMIT.value, _POSE_FROM.value, _SMPLIFY_PRIOR.value or "",
         )  # fmt: skip
         loop.evaluate(
             _OUT.value, names, _DATA_DIR.value, model=model, predictions=predictions,

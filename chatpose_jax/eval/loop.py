@@ -19,6 +19,7 @@ from jax.experimental import multihost_utils
 from chatpose_jax import paths
 from chatpose_jax.eval import benchmarks, gallery, image_protocol, report
 from chatpose_jax.eval import predictions as preds_lib
+from chatpose_jax.eval.keypoint_poses import POSE_SOURCES, KeypointLifter
 from chatpose_jax.eval.mesh_decode import MeshDecoder
 from chatpose_jax.eval.retrieval_metrics import frechet_distance, recalls
 from chatpose_jax.parallel.mesh import MeshConfig
@@ -40,13 +41,15 @@ class EvalOptions:
     mesh: tuple[int, int, int] = (-1, 1, 1)  # (data, fsdp, tensor) of the decoding mesh; -1 fills
     protocol: str = "spin"  # image benchmarks: "spin" (SPIN's eval) or "hmr2" (4D-Humans' eval)
     limit: int = 0  # score only the first `limit` samples of each benchmark (0: all; quick runs)
+    pose_from: str = "pose_token"  # "keypoints": the keypoint question, SMPLify on the answer (keypoint_poses)
+    smplify_prior: str = ""  # SMPLify's gmm_08.pkl (pose_from="keypoints")
 
     def mesh_config(self) -> MeshConfig:
         data, fsdp, tensor = self.mesh
         return MeshConfig(data=data, fsdp=fsdp, tensor=tensor)
 
 
-def _gather(local: preds_lib.Predictions, full_ids: np.ndarray, answer_bytes: int = 256) -> preds_lib.Predictions:
+def _gather(local: preds_lib.Predictions, full_ids: np.ndarray, answer_bytes: int = 1024) -> preds_lib.Predictions:
     """Every host's slice (host_range order) -> all predictions, on every process."""
     count = jax.process_count()
     if count == 1:
@@ -82,16 +85,23 @@ def _read(name: str, data_dir: str, options: EvalOptions, **kwargs) -> benchmark
 
 
 def model_predictions(
-    decoder: MeshDecoder, name: str, data_dir: str, full: benchmarks.BenchmarkData, mean, options: EvalOptions
+    decoder: MeshDecoder,
+    name: str,
+    data_dir: str,
+    full: benchmarks.BenchmarkData,
+    mean,
+    options: EvalOptions,
+    lifter: KeypointLifter | None = None,
 ):
     """The model's predictions for every sample of `full`: each host decodes its slice as its rows of
-    a batch sharded over the mesh; every host's rows are gathered."""
+    a batch sharded over the mesh (poses lifted from keypoint answers by `lifter` when given); every
+    host's rows are gathered."""
     index, count = jax.process_index(), jax.process_count()
     shard = _read(name, data_dir, options, shard=(index, count))
     widest = max(b - a for a, b in (benchmarks.host_range(len(full), i, count) for i in range(count)))
     local = preds_lib.predict_benchmark(
         decoder, shard, mean, max_new_tokens=options.max_new_tokens, force_pose_answer=options.force_pose_answer,
-        progress=options.progress and index == 0, num_steps=-(-widest // decoder.rows_per_host),
+        progress=options.progress and index == 0, num_steps=-(-widest // decoder.rows_per_host), lifter=lifter,
     )  # fmt: skip
     return _gather(local, full.ids)
 
@@ -189,6 +199,14 @@ def evaluate(
     if options.protocol not in benchmarks.PROTOCOLS:
         raise EvalError(f"unknown protocol {options.protocol!r}; known: {', '.join(benchmarks.PROTOCOLS)}")
     kinds = {benchmarks.BENCHMARKS[n][2] for n in names}
+    if options.pose_from not in POSE_SOURCES:
+        raise EvalError(f"unknown pose source {options.pose_from!r}; known: {', '.join(POSE_SOURCES)}")
+    keypoints = options.pose_from == "keypoints"
+    if keypoints and "text" in kinds:
+        raise EvalError(
+            "--pose_from=keypoints scores image benchmarks only (3dpw, h36m, rpe); drop "
+            + ", ".join(n for n in names if benchmarks.BENCHMARKS[n][2] == "text")
+        )
     if "image" in kinds and not body_model_dir:
         raise EvalError("image benchmarks need --body_model_dir (smpl/SMPL_*.pkl and J_regressor_h36m.npy)")
     if "text" in kinds and not retrieval_dir:
@@ -207,6 +225,12 @@ def evaluate(
                 f"--protocol=hmr2 needs 4D-Humans' {image_protocol.J19_FILE} in --body_model_dir {body_model_dir} "
                 "(or --j19_regressor FILE)"
             )
+    lifter = None
+    if keypoints and model is not None:
+        try:
+            lifter = KeypointLifter.load(body_model_dir, options.smplify_prior)
+        except (ValueError, KeyError) as e:
+            raise EvalError(str(e)) from e
     scorer = RetrievalScorer(retrieval_dir) if "text" in kinds else None
     full = {n: _read(n, data_dir, options, with_images=False) for n in names}  # checks all first
     loaded = {n: preds_lib.load_predictions(predictions[n], full[n].ids) for n in names if n in predictions}
@@ -228,7 +252,7 @@ def evaluate(
         if name in loaded:
             preds = loaded[name]
         else:
-            preds = model_predictions(decoder, name, data_dir, data, mean, options)
+            preds = model_predictions(decoder, name, data_dir, data, mean, options, lifter)
         if jax.process_index() != 0:
             continue
         baseline = preds_lib.mean_predictions(data.ids, mean)

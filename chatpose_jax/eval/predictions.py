@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from chatpose_jax import paths
 from chatpose_jax.body import frames
-from chatpose_jax.eval import benchmarks
+from chatpose_jax.eval import benchmarks, keypoint_poses
+from chatpose_jax.eval.keypoint_poses import KeypointLifter
 from chatpose_jax.eval.mesh_decode import MeshDecoder
 from chatpose_jax.inference.session import ChatModel
 
@@ -83,21 +84,29 @@ def predict_benchmark(
     force_pose_answer: bool = False,
     progress: bool = True,
     num_steps: int | None = None,
+    lifter: KeypointLifter | None = None,
 ) -> Predictions:
     """The model's poses for every sample of `data` (this host's rows; greedy, batched, sharded over the
     mesh by `decoder`); the mean pose where an answer holds no <POSE>.
 
     num_steps: decoding steps to run (every process must run the same number; default: enough for
     `data`). Steps past this host's rows decode filler rows whose results are dropped.
+    lifter: ask the supplement's keypoint question instead and lift each answer's keypoints to SMPL
+    with SMPLify (`keypoint_poses`); an answer without a usable keypoint gets the mean pose.
     """
     model, per = decoder.model, decoder.rows_per_host
     n = len(data)
     steps = -(-n // per) if num_steps is None else num_steps
     if steps * per < n:
         raise ValueError(f"{steps} steps of {per} rows cannot decode {n} rows")
+    if lifter is not None and force_pose_answer:
+        raise ValueError("keypoint answers (--pose_from=keypoints) cannot be teacher-forced (--force_pose_answer)")
     has_image = data.kind == "image"
+    questions = data.questions
+    if lifter is not None:
+        questions = [keypoint_poses.keypoints_question(data.name, text) for text in data.texts]
     encoded = []
-    for i, question in enumerate(data.questions):
+    for i, question in enumerate(questions):
         try:
             encoded.append(decoder.encode(question, has_image, force_pose_answer))
         except ValueError as e:
@@ -123,15 +132,20 @@ def predict_benchmark(
             axis_angle, found = out["axis_angle"], out["has_pose"]
         if not rows:
             continue
+        texts = [
+            "Sure, it is <POSE>." if force_pose_answer else model.decode(out["tokens"][k, : out["lengths"][k]])
+            for k in range(len(rows))
+        ]
+        if lifter is not None:  # the pose from the answer's keypoints, not from a <POSE> token
+            lifted_go, lifted_bp, found = lifter.lift(texts, model.config.vision.image_size, mean)
+            axis_angle = np.concatenate([lifted_go, lifted_bp], axis=1).reshape(len(rows), 24, 3)
         for k, i in enumerate(rows):
             has[i] = bool(found[k])
             if has[i]:
                 go[i], bp[i] = axis_angle[k, 0], axis_angle[k, 1:].reshape(69)
             else:
                 go[i], bp[i] = mean
-            answers[i] = (
-                "Sure, it is <POSE>." if force_pose_answer else model.decode(out["tokens"][k, : out["lengths"][k]])
-            )
+            answers[i] = texts[k]
         bar.update(len(rows))
     bar.close()
     return Predictions(data.ids.copy(), go, bp, np.asarray(answers, dtype=str).reshape(n), has)
