@@ -22,6 +22,7 @@ import importlib.util
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,18 +63,26 @@ def _program(name: str) -> str:
 
 def stage_data(root: Path, sizes: dict) -> dict:
     """Synthetic raw data, body models and tokenizer, prepared with the builders; reused when present."""
+    import data_pipelines  # noqa: F401  (registers the builders)
+    from data_pipelines import prepared
+    from data_pipelines.prepare import prepare
+    from data_pipelines.synthetic.writers import synthesize
+
+    names = ("posescript", "hmr_images", "llava_instruct", "rpe")
     done = root / "data" / "ready.json"
     if done.exists():
         paths = json.loads(done.read_text())
         if paths.get("sizes") == sizes:
-            return paths
-    import data_pipelines  # noqa: F401  (registers the builders)
-    from data_pipelines.prepare import prepare
-    from data_pipelines.synthetic.writers import synthesize
-
+            stale = prepared.outdated(names, paths["tfds"])
+            if not stale:
+                return paths
+            print(
+                f"  making the data in {root / 'data'} again, older builders prepared it:\n    " + "\n    ".join(stale)
+            )
+    shutil.rmtree(root / "data" / "tfds", ignore_errors=True)
     paths = synthesize(str(root / "data" / "raw"), seed=0, **sizes)
     paths["tfds"] = str(root / "data" / "tfds")
-    for name in ("posescript", "hmr_images", "llava_instruct", "rpe"):
+    for name in names:
         prepare(name, paths[name], paths["tfds"])
     paths["sizes"] = sizes
     done.write_text(json.dumps(paths, indent=1))

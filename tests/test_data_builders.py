@@ -131,6 +131,15 @@ def test_hmr_images_npz_and_tars(data):
         assert e["gender"].decode() == spin_test["gender"][i] and e["has_smpl"]
         assert e["image"].ndim == 3 and e["image"].shape[2] == 3
     assert sum(e["source"].decode().endswith(".tar") for e in train) == n_tar
+    # 2D keypoints (44 rows): SPIN's openpose + part, and the tars' keypoints_2d, as the files hold them.
+    spin_rows = {str(name): i for i, name in enumerate(spin_train["imgname"])}
+    for e in train:
+        name, kp = e["image_name"].decode(), e["keypoints_2d"]
+        assert kp.shape == (44, 3) and kp[:, 2].sum() > 20, name  # the writer annotates every visible joint
+        if e["source"].decode() == "synth_train":
+            i = spin_rows[name]
+            np.testing.assert_allclose(kp[:25], spin_train["openpose"][i], atol=1e-4)
+            np.testing.assert_allclose(kp[25:], spin_train["part"][i, :19], atol=1e-4)
 
 
 def test_llava_spg_rpe(data):
@@ -170,6 +179,26 @@ def test_prepared_pose_datasets_name_their_frame_and_older_versions_are_refused(
     os.remove(old / "spg" / "2.0.0" / "metadata.json")
     with pytest.raises(prepared.PoseFrameMismatchError, match="pose_frame=None"):
         prepared.open_builder("spg", str(old))
+
+
+def test_hmr_images_prepared_before_keypoints_is_refused_naming_both_versions(data, tmp_path):
+    """A data_dir holding hmr_images 2.0.0 (no keypoints_2d) only is never read as if it had them."""
+    current = str(prepared.open_builder("hmr_images", data["data_dir"]).version)
+    assert current == "2.1.0"
+    old = tmp_path / "old"
+    shutil.copytree(os.path.join(data["data_dir"], "hmr_images", "default"), old / "hmr_images" / "default")
+    (old / "hmr_images" / "default" / current).rename(old / "hmr_images" / "default" / "2.0.0")
+    with pytest.raises(
+        prepared.OutdatedDatasetError,
+        match=r"version 2\.0\.0 only, which has no 2D keypoints \(feature keypoints_2d.*reads version 2\.1\.0: "
+        r"prepare it again \(chatpose-data prepare hmr_images --manual_dir RAW",
+    ):
+        prepared.open_builder("hmr_images", str(old))
+    assert issubclass(prepared.OutdatedDatasetError, prepared.PreparedDataError)
+    # What the demo / ablation data stages ask before reusing a data_dir: one reason, naming the version.
+    (reason,) = prepared.outdated(["posescript", "hmr_images"], str(old))
+    assert "2.0.0" in reason and "keypoints_2d" in reason
+    assert prepared.outdated(["posescript", "hmr_images"], data["data_dir"]) == []
 
 
 def test_bad_records_are_skipped_counted_and_named(data, tmp_path, caplog):

@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import tempfile
 import time
 
@@ -43,6 +44,7 @@ def tiny_model(tokenizer_dir: str):
 
 def prepare_data(root: str, num_poses: int, num_images: int) -> dict:
     import data_pipelines  # noqa: F401  (registers the builders)
+    from data_pipelines import prepared
     from data_pipelines.prepare import prepare
     from data_pipelines.synthetic.writers import synthesize
 
@@ -50,7 +52,12 @@ def prepare_data(root: str, num_poses: int, num_images: int) -> dict:
     done = os.path.join(root, "ready.json")
     if os.path.exists(done):  # a --workdir of an earlier run
         with open(done) as f:
-            return json.load(f)
+            paths = json.load(f)
+        stale = prepared.outdated(("posescript", "hmr_images"), paths["data_dir"])
+        if not stale:
+            return paths
+        print("making the data again, older builders prepared it:\n  " + "\n  ".join(stale))
+        shutil.rmtree(data_dir, ignore_errors=True)
     raw = synthesize(os.path.join(root, "raw"), num_poses=num_poses, num_hmr_images=num_images, num_vqa_images=4,
                      num_spg=4, num_rpe=4)  # fmt: skip
     for name in ("posescript", "hmr_images"):

@@ -37,6 +37,7 @@ DATASETS = ("posescript", "hmr_images", "llava_instruct")
 def stage_data(workdir: Path, num_poses: int, num_images: int) -> dict:
     """Synthetic raw datasets + body model + tokenizer, prepared with the builders (reused when present)."""
     import data_pipelines  # noqa: F401  (registers the builders)
+    from data_pipelines import prepared
     from data_pipelines.prepare import prepare
     from data_pipelines.synthetic.writers import synthesize
 
@@ -44,8 +45,14 @@ def stage_data(workdir: Path, num_poses: int, num_images: int) -> dict:
     if done.exists():
         paths = json.loads(done.read_text())
         if paths.get("sizes") == [num_poses, num_images]:
-            print(f"  reusing the data in {workdir / 'data'}")
-            return paths
+            stale = prepared.outdated(DATASETS, paths["tfds"])
+            if not stale:
+                print(f"  reusing the data in {workdir / 'data'}")
+                return paths
+            print(
+                f"  making the data in {workdir / 'data'} again, older builders prepared it:\n    "
+                + "\n    ".join(stale)
+            )
     shutil.rmtree(workdir / "data", ignore_errors=True)
     paths = synthesize(
         str(workdir / "data" / "raw"),

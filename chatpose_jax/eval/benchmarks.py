@@ -95,7 +95,7 @@ def _builder(dataset: str, split: str, data_dir: str, name: str):
     try:
         builder = prepared.open_builder(dataset, data_dir)
         splits = builder.info.splits
-    except prepared.PoseFrameMismatchError:
+    except prepared.PreparedDataError:  # a stale or other-frame copy: never read as if unprepared
         raise
     except Exception as e:  # tfds raises several kinds for an unprepared dataset
         raise BenchmarkError(
@@ -260,7 +260,7 @@ def mean_pose(kind: str, data_dir: str) -> tuple[np.ndarray, np.ndarray]:
         builder = prepared.open_builder(dataset, data_dir)
         if split not in builder.info.splits:
             raise KeyError(split)
-    except prepared.PoseFrameMismatchError:
+    except prepared.PreparedDataError:  # a stale or other-frame copy: never read as if unprepared
         raise
     except Exception:  # not prepared: fall back to the rest pose
         return UPRIGHT_FACING_CAMERA_ROOT.copy(), np.zeros(69, np.float32)

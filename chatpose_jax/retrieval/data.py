@@ -55,7 +55,7 @@ def load_pairs(data_dir: str, split: str, texts: str = "all") -> tuple[np.ndarra
     try:
         builder = prepared.open_builder("posescript", data_dir)
         info = builder.info.splits
-    except prepared.PoseFrameMismatchError:
+    except prepared.PreparedDataError:  # a stale or other-frame copy: never read as if unprepared
         raise
     except Exception as e:  # tfds raises several kinds for an unprepared dataset
         raise FileNotFoundError(f"posescript is not prepared in {data_dir}: {e}") from e

@@ -4,7 +4,10 @@ Examples: image (the full encoded image; the pipeline crops the person from cent
 image_name, source (npz stem or tar name), center float32[2] pixels, scale (box side / 200),
 global_orient float32[3], body_pose float32[69], betas float32[10], has_smpl, gender ('m', 'f',
 'n'), joints_3d float32[24, 4] (SPIN's `S`, or 4D-Humans' `extra_keypoints_3d` in its first 19 rows;
-zeros when absent; camera frame, metres).
+zeros when absent; camera frame, metres), keypoints_2d float32[44, 3] (4D-Humans' layout: OpenPose
+BODY_25, then SPIN's first 19 ground-truth joints; x, y pixels of the full image, confidence; zeros
+where the file has none; `data_pipelines.keypoints_2d`: tars' `keypoints_2d`, eval files'
+`body_keypoints_2d` + `extra_keypoints_2d`, SPIN's `openpose` + `part`).
 
 Evaluation files read as published: SPIN's `3dpw_test.npz` (pose, shape, gender) and
 `h36m_valid_protocol2.npz` (S), and 4D-Humans' eval npz (body_pose 72 + has_body_pose, betas,
@@ -32,6 +35,7 @@ import tarfile
 import numpy as np
 import tensorflow_datasets as tfds
 
+from data_pipelines import keypoints_2d
 from data_pipelines.builders import common
 from data_pipelines.orientation import POSE_FRAME
 
@@ -80,14 +84,27 @@ def _npz_people(path: str) -> tuple[dict[str, np.ndarray], int]:
             out["S"] = data["S"].astype(np.float64).reshape(n, 24, 4)
         elif "extra_keypoints_3d" in keys:  # 4D-Humans / ProHMR: the 19 extra joints are SPIN's first 19
             out["S"][:, :19] = data["extra_keypoints_3d"].astype(np.float64).reshape(n, 19, 4)
+        out["keypoints_2d"] = _npz_keypoints_2d(data, keys, n, path)
     return out, n
+
+
+def _npz_keypoints_2d(data, keys: set, n: int, path: str) -> np.ndarray:
+    """float32[n, 44, 3]: 4D-Humans' body/extra_keypoints_2d, else SPIN's openpose/part (either may be absent)."""
+    get = lambda key: data[key] if key in keys else None  # noqa: E731
+    try:
+        if "body_keypoints_2d" in keys or "extra_keypoints_2d" in keys:
+            return keypoints_2d.from_hmr2(get("body_keypoints_2d"), get("extra_keypoints_2d"), n)
+        return keypoints_2d.from_spin(get("part"), get("openpose"), n)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from e
 
 
 class HmrImages(tfds.core.GeneratorBasedBuilder):
     """Person crops with SMPL parameters (3DPW, H36M, COCO, MPII, ... as SPIN / 4D-Humans ship them)."""
 
-    VERSION = tfds.core.Version("2.0.0")
+    VERSION = tfds.core.Version("2.1.0")
     RELEASE_NOTES = {
+        "2.1.0": "keypoints_2d float32[44, 3]: the files' 2D keypoints (BODY_25 + 19 extra joints, full-image pixels).",
         "2.0.0": "Roots in the files' OpenCV camera frame, as ChatPose trains on them; config 'camera' removed.",
         "1.0.0": "Roots turned into a y-up frame (no longer read).",
     }
@@ -127,6 +144,7 @@ class HmrImages(tfds.core.GeneratorBasedBuilder):
                     "has_smpl": np.bool_,
                     "gender": tfds.features.Text(),
                     "joints_3d": tfds.features.Tensor(shape=(24, 4), dtype=np.float32),
+                    "keypoints_2d": tfds.features.Tensor(shape=(keypoints_2d.NUM_KEYPOINTS, 3), dtype=np.float32),
                 }
             ),
             description="People in images with SMPL pose and shape.",
@@ -151,7 +169,9 @@ class HmrImages(tfds.core.GeneratorBasedBuilder):
             groups.setdefault("train", []).append(("tar", path))
         return {split: self._generate_examples(split, sources, manual, bad) for split, sources in groups.items()}
 
-    def _example(self, image: bytes, name: str, source: str, center, scale, pose, betas, has_smpl, gender, joints):
+    def _example(
+        self, image: bytes, name: str, source: str, center, scale, pose, betas, has_smpl, gender, joints, kp2d
+    ):
         root = np.asarray(pose[:3], np.float64)  # the file's camera frame, kept
         return {
             "image": image,
@@ -165,6 +185,7 @@ class HmrImages(tfds.core.GeneratorBasedBuilder):
             "has_smpl": bool(has_smpl),
             "gender": str(gender)[:1].lower() or "n",
             "joints_3d": np.asarray(joints, np.float32).reshape(24, 4),
+            "keypoints_2d": np.asarray(kp2d, np.float32).reshape(keypoints_2d.NUM_KEYPOINTS, 3),
         }
 
     def _generate_examples(self, split, sources, manual, bad):
@@ -192,7 +213,7 @@ class HmrImages(tfds.core.GeneratorBasedBuilder):
             if image_path is None:
                 bad.skip("missing image", os.path.join(manual, "images", stem, name), f"{path} row {i}")
                 continue
-            values = {k: people[k][i] for k in ("center", "scale", "pose", "betas", "S")}
+            values = {k: people[k][i] for k in ("center", "scale", "pose", "betas", "S", "keypoints_2d")}
             if not common.finite(values, f"{path} row {i}", bad):
                 continue
             image = common.read_image_bytes(image_path, bad)
@@ -200,7 +221,7 @@ class HmrImages(tfds.core.GeneratorBasedBuilder):
                 continue
             yield f"{stem}/{i}", self._example(
                 image, name, stem, values["center"], values["scale"], values["pose"], values["betas"],
-                people["has_smpl"][i], people["gender"][i], values["S"],
+                people["has_smpl"][i], people["gender"][i], values["S"], values["keypoints_2d"],
             )  # fmt: skip
 
     def _from_tar(self, path, bad):
@@ -239,6 +260,7 @@ class HmrImages(tfds.core.GeneratorBasedBuilder):
                             "scale": float(np.max(person["scale"])),
                             "pose": pose,
                             "betas": np.asarray(person.get("betas", np.zeros(10)), np.float64).reshape(-1),
+                            "keypoints_2d": _tar_keypoints_2d(person),
                         }
                     except (KeyError, ValueError, TypeError) as e:
                         bad.skip("malformed person", f"{where} person {k}", f"{type(e).__name__}: {e}")
@@ -248,5 +270,15 @@ class HmrImages(tfds.core.GeneratorBasedBuilder):
                     has = float(np.asarray(person.get("has_body_pose", 1.0)).reshape(-1)[0]) > 0
                     yield f"{shard}/{key}/{k}", self._example(
                         image, image_member.name, shard, values["center"], values["scale"], pose, values["betas"],
-                        has, person.get("gender", "n"), np.zeros((24, 4)),
+                        has, person.get("gender", "n"), np.zeros((24, 4)), values["keypoints_2d"],
                     )  # fmt: skip
+
+
+def _tar_keypoints_2d(person: dict) -> np.ndarray:
+    """float32[44, 3]: a 4D-Humans tar person's `keypoints_2d` as stored (zeros when absent)."""
+    if "keypoints_2d" not in person:
+        return np.zeros((keypoints_2d.NUM_KEYPOINTS, 3), np.float32)
+    kp = np.asarray(person["keypoints_2d"], np.float32)
+    if kp.shape != (keypoints_2d.NUM_KEYPOINTS, 3):
+        raise ValueError(f"keypoints_2d: expected shape ({keypoints_2d.NUM_KEYPOINTS}, 3), got {kp.shape}")
+    return kp

@@ -40,7 +40,14 @@ IMAGE_SIZES = ((160, 160), (160, 120), (128, 192), (192, 144))  # (height, width
 class Scene:
     """One rendered person. image uint8[H, W, 3]; global_orient float[3] OpenCV camera frame;
     global_orient_y_up float[3] the same in the y-up camera frame; body_pose float[69]; betas
-    float[10]; joints float[24, 3] metres, y-up camera frame; center float[2] pixels; scale: box / 200."""
+    float[10]; joints float[24, 3] metres, y-up camera frame; center float[2] pixels; scale: box / 200.
+
+    The camera that rendered it: the y-up camera frame (x right, y up, the body in front at z < 0)
+    with the pinhole `render.project`: pixel (u, v) = (cx + f x / -z, cy - f y / -z), v pointing down,
+    pixel (column, row) = (floor(u), floor(v)). focal: f in pixels; principal_point: float[2] (cx, cy)
+    pixels; transl: float[3] metres, y-up camera frame: the rendered mesh is the body posed with
+    `global_orient_y_up` (`pose_bodies`, pelvis near the origin) plus transl.
+    """
 
     image: np.ndarray
     global_orient: np.ndarray
@@ -53,6 +60,9 @@ class Scene:
     background: str
     body_color: str
     yaw: float  # radians; 0 = facing the camera, +-pi = facing away
+    focal: float
+    principal_point: np.ndarray
+    transl: np.ndarray
 
 
 def facing_yaw(joints: np.ndarray) -> float:
@@ -62,9 +72,15 @@ def facing_yaw(joints: np.ndarray) -> float:
     return float(np.arctan2(forward[0], forward[2]))
 
 
+@jax.jit
+def _pose_chunk(body_model, global_orient, body_pose, betas):
+    out = body_model(betas=betas, body_pose=body_pose, global_orient=global_orient)
+    return out.vertices, out.joints
+
+
 def pose_bodies(body_model, global_orient: np.ndarray, body_pose: np.ndarray, betas: np.ndarray, chunk: int = 64):
-    """Vertices float[N, V, 3] and joints float[N, 24, 3] (metres, pelvis near the origin), in fixed-size chunks."""
-    call = jax.jit(lambda m, g, p, b: (lambda o: (o.vertices, o.joints))(m(betas=b, body_pose=p, global_orient=g)))
+    """Vertices float[N, V, 3] and joints float[N, 24, 3] (metres, pelvis near the origin), in fixed-size chunks
+    (one compilation per model size and chunk for the whole process)."""
     verts, joints = [], []
     n = len(global_orient)
     for start in range(0, n, chunk):
@@ -74,7 +90,7 @@ def pose_bodies(body_model, global_orient: np.ndarray, body_pose: np.ndarray, be
             np.concatenate([x[sl], np.zeros((pad,) + x.shape[1:], np.float32)])
             for x in (global_orient, body_pose, betas)
         )
-        v, j = call(body_model, g, p, b)
+        v, j = _pose_chunk(body_model, g, p, b)
         verts.append(np.asarray(v)[: chunk - pad])
         joints.append(np.asarray(j)[: chunk - pad])
     return np.concatenate(verts), np.concatenate(joints)
@@ -95,18 +111,19 @@ def render_scenes(body_model, global_orient_y_up, body_pose, betas, seed: int) -
         bg_name = list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
         body_name = list(BODY_COLORS)[rng.integers(len(BODY_COLORS))]
         light = np.array([rng.uniform(-1, 1), rng.uniform(0.2, 1), rng.uniform(0.5, 1.5)])
+        principal = (width / 2.0, height / 2.0)
         image = render.render_body(
             v,
             faces,
             height=height,
             width=width,
             focal=focal,
-            center=(width / 2.0, height / 2.0),
+            center=principal,
             body_color=np.array(BODY_COLORS[body_name]) * rng.uniform(0.85, 1.1),
             background=np.array(BACKGROUNDS[bg_name]),
             light_dir=light,
         )
-        uv = render.project(v, focal, (width / 2.0, height / 2.0))[:, :2]
+        uv = render.project(v, focal, principal)[:, :2]
         lo, hi = uv.min(axis=0), uv.max(axis=0)
         scenes.append(
             Scene(
@@ -121,6 +138,9 @@ def render_scenes(body_model, global_orient_y_up, body_pose, betas, seed: int) -
                 background=bg_name,
                 body_color=body_name,
                 yaw=facing_yaw(joints[i]),
+                focal=float(focal),
+                principal_point=np.asarray(principal, np.float32),
+                transl=offset,
             )
         )
     return scenes

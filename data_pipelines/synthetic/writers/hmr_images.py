@@ -10,7 +10,9 @@ import tarfile
 import numpy as np
 from PIL import Image
 
+from data_pipelines.keypoints_2d import NUM_BODY, to_spin_part
 from data_pipelines.synthetic import scenes
+from data_pipelines.synthetic.keypoints import scene_keypoints_2d
 from data_pipelines.synthetic.writers.common import draw_scenes, save_jpeg
 
 HMR2_EVAL_FOLDER = "hmr2_evaluation_data"  # 4D-Humans' evaluation files (hmr_images config 'hmr2')
@@ -52,11 +54,15 @@ def j19_keypoints(body_model, j19_regressor: np.ndarray, global_orient, body_pos
     return out
 
 
-def write_hmr2_npz(path: str, imgname, center, scale, pose, betas, keypoints_3d, gender=None) -> None:
+def write_hmr2_npz(
+    path: str, imgname, center, scale, pose, betas, keypoints_3d, gender=None, keypoints_2d=None
+) -> None:
     """One 4D-Humans evaluation file: imgname, center, scale (pixels), body_pose (N, 72) + has_body_pose,
     betas (N, 10) + has_betas, body/extra_keypoints_2d (N, 25|19, 3), body/extra_keypoints_3d
-    (N, 25|19, 4), optional gender. `pose` / `betas` None: zeros with has_* = 0 (H36M ships no SMPL)."""
+    (N, 25|19, 4), optional gender. `pose` / `betas` None: zeros with has_* = 0 (H36M ships no SMPL).
+    keypoints_2d: float[N, 44, 3] (4D-Humans' layout, pixels + confidence) split into body/extra; None: zeros."""
     n = len(imgname)
+    kp2d = np.zeros((n, 44, 3)) if keypoints_2d is None else np.asarray(keypoints_2d, np.float64)
     arrays = dict(
         imgname=np.asarray(imgname),
         center=np.asarray(center, np.float64),
@@ -65,8 +71,8 @@ def write_hmr2_npz(path: str, imgname, center, scale, pose, betas, keypoints_3d,
         has_body_pose=np.zeros(n) if pose is None else np.ones(n),
         betas=np.zeros((n, 10)) if betas is None else np.asarray(betas, np.float64),
         has_betas=np.zeros(n) if betas is None else np.ones(n),
-        body_keypoints_2d=np.zeros((n, 25, 3)),
-        extra_keypoints_2d=np.zeros((n, 19, 3)),
+        body_keypoints_2d=kp2d[:, :NUM_BODY],
+        extra_keypoints_2d=kp2d[:, NUM_BODY:],
         body_keypoints_3d=np.zeros((n, 25, 4)),
         extra_keypoints_3d=np.asarray(keypoints_3d, np.float64),
     )
@@ -83,7 +89,8 @@ def write_h36m_eval(
 
     npz/h36m_valid_protocol2.npz: SPIN's keys imgname, center, scale (box / 200), S (N, 24, 4).
     hmr2_evaluation_data/h36m_val_p2.npz (with `j19_regressor`): 4D-Humans' layout (`write_hmr2_npz`),
-    no SMPL, extra_keypoints_3d from the J19 regressor. Both share the images.
+    no SMPL, extra_keypoints_3d from the J19 regressor, body/extra_keypoints_2d of the pictures
+    (`scene_keypoints_2d`). Both share the images.
     """
     shown = draw_scenes(body_model, num_images, seed, HMR_YAW_RANGE)
     go = np.stack([s.global_orient for s in shown])
@@ -109,8 +116,9 @@ def write_h36m_eval(
     if j19_regressor is not None:
         keypoints = j19_keypoints(body_model, j19_regressor, go, bp, betas)
         write_hmr2_npz(
-            os.path.join(root, HMR2_EVAL_FOLDER, "h36m_val_p2.npz"), imgnames, center, scale, None, None, keypoints
-        )
+            os.path.join(root, HMR2_EVAL_FOLDER, "h36m_val_p2.npz"), imgnames, center, scale, None, None, keypoints,
+            keypoints_2d=scene_keypoints_2d(body_model, j19_regressor, shown),
+        )  # fmt: skip
     return {"S": s_array, "scenes": shown}
 
 
@@ -127,16 +135,21 @@ def write_hmr_images(
     """SPIN-style npz files with images, and 4D-Humans webdataset tars.
 
     npz/synth_train.npz (SPIN training keys: imgname, center, scale, pose (72), shape (10),
-    has_smpl, part (24, 3)), npz/3dpw_test.npz (SPIN's eval keys with gender), and tars/*.tar
-    whose samples are `KEY.jpg` + `KEY.data.pyd` (a pickled list of one dict per person:
-    center, scale, body_pose (72), betas, has_body_pose, has_betas, keypoints_2d, keypoints_3d).
+    has_smpl, part (24, 3), openpose (25, 3), as SPIN's COCO file holds them), npz/3dpw_test.npz (SPIN's
+    eval keys with gender), and tars/*.tar whose samples are `KEY.jpg` + `KEY.data.pyd` (a pickled list
+    of one dict per person: center, scale, body_pose (72), betas, has_body_pose, has_betas,
+    keypoints_2d (44, 3), keypoints_3d (44, 4) zeros). The 2D keypoints are each picture's own
+    (`data_pipelines.synthetic.keypoints.scene_keypoints_2d`: pixels of the full image, confidence 1
+    inside it); without `j19_regressor` the 19 extra joints (and SPIN's part rows 0-18) are zeros.
     Images go to images/<npz stem>/; a third of the scenes each. With `h36m_regressor` (float[17, V])
     the H36M evaluation files of `write_h36m_eval` are written too, from max(2, num_images // 6) more people.
     With `j19_regressor` (float[19, V]) 4D-Humans' evaluation files go to hmr2_evaluation_data/:
-    3dpw_test.npz (the same people and images as SPIN's, keypoints through the gendered models of
-    `gendered_models` {'m', 'f'}, else the neutral one) and h36m_val_p2.npz.
+    3dpw_test.npz (the same people and images as SPIN's, 3D keypoints through the gendered models of
+    `gendered_models` {'m', 'f'}, else the neutral one; 2D keypoints of the body the picture shows) and
+    h36m_val_p2.npz.
     """
     all_scenes = draw_scenes(body_model, num_images, seed, HMR_YAW_RANGE)
+    keypoints_2d = scene_keypoints_2d(body_model, j19_regressor, all_scenes)  # [N, 44, 3], the rendered body
     thirds = np.array_split(np.arange(num_images), 3)
     counts = {}
     for name, idx in (("synth_train", thirds[0]), ("3dpw_test", thirds[1])):
@@ -156,7 +169,8 @@ def write_hmr_images(
         out["center"] = out["center"].astype(np.float64)
         if name == "synth_train":
             out["has_smpl"] = np.ones(len(idx))
-            out["part"] = np.zeros((len(idx), 24, 3))
+            out["part"] = to_spin_part(keypoints_2d[idx])
+            out["openpose"] = keypoints_2d[idx, :NUM_BODY].astype(np.float64)
             del out["gender"]
         path = os.path.join(root, "npz", f"{name}.npz")
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -179,6 +193,7 @@ def write_hmr_images(
                 out["shape"],
                 keypoints,
                 out["gender"],
+                keypoints_2d[idx],
             )
     tar_idx = np.array_split(thirds[2], num_tar_shards)
     os.makedirs(os.path.join(root, "tars"), exist_ok=True)
@@ -196,7 +211,7 @@ def write_hmr_images(
                     "betas": s.betas,
                     "has_body_pose": np.float32(1.0),
                     "has_betas": np.float32(1.0),
-                    "keypoints_2d": np.zeros((44, 3), np.float32),
+                    "keypoints_2d": keypoints_2d[i],
                     "keypoints_3d": np.zeros((44, 4), np.float32),
                 }
                 for name, payload in ((f"{key}.jpg", buf.getvalue()), (f"{key}.data.pyd", pickle.dumps([person]))):
