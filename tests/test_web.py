@@ -188,3 +188,9 @@ def test_examples_come_from_the_training_data_held_out_captions_and_crops(tmp_pa
         pixels = np.asarray(Image.open(image))
         assert pixels.shape[2] == 3 and pixels.std() > 1  # a real crop, not a black square
     assert data_examples(str(tmp_path / "empty"), str(tmp_path / "out")) == []
+    # Person crops prepared by older builders (hmr_images 2.0.0, without keypoints_2d) give no examples.
+    old = tmp_path / "old"
+    shutil.copytree(synthetic_data(tmp_path_factory)["data_dir"], old)
+    (old / "hmr_images" / "default" / "2.1.0").rename(old / "hmr_images" / "default" / "2.0.0")
+    found = data_examples(str(old), str(tmp_path / "old_out"), count=2)
+    assert len(found) == 2 and all(image is None for _, image in found)

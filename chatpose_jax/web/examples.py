@@ -24,13 +24,16 @@ def data_examples(data_dir: str, out_dir: str, count: int = 2) -> list[tuple[str
     from PIL import Image
 
     import data_pipelines  # noqa: F401  (hides accelerators from TensorFlow, registers the builders)
-    from data_pipelines import images, templates
+    from data_pipelines import images, prepared, templates
 
     def read(name: str, split: str):
         if not os.path.isdir(os.path.join(data_dir, name)):
             return []
         try:
-            return list(tfds.as_numpy(tfds.load(name, split=split, data_dir=data_dir).take(count)))
+            builder = prepared.open_builder(name, data_dir)
+            return list(tfds.as_numpy(builder.as_dataset(split=split).take(count)))
+        except prepared.PreparedDataError:  # prepared by older builders: no examples from it
+            return []
         except (ValueError, KeyError):  # a split the folder does not hold
             return []
 
