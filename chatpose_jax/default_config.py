@@ -193,7 +193,10 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-RECIPES = ("lisa", "chatpose")
+RECIPES = ("lisa", "chatpose", "keypoints")
+# The supplement's LLaVA* (Sec. 3): the HMR people asked for their OpenPose keypoints as text, beside
+# the VQA data, in ChatPose's proportion of VQA to HMR (its text-to-pose data has no keypoints).
+KEYPOINT_DATASETS, KEYPOINT_RATIOS = ("llava_instruct", "hmr_keypoints"), (1.0, 2.0)
 
 
 def apply_recipe(c: ml_collections.ConfigDict, recipe: str) -> ml_collections.ConfigDict:
@@ -205,6 +208,9 @@ def apply_recipe(c: ml_collections.ConfigDict, recipe: str) -> ml_collections.Co
     "chatpose": ChatPose's released launch script (LoRA r=128 alpha=256, batch 16 x accum 2,
     30 epochs x 500 steps, model_max_length 1024 counting the image's 576 positions, posescript ||
     vqa || hmr at 1:1:2, no HMR augmentation as the supplement says).
+    "keypoints": the supplement's keypoint-text baseline (LLaVA*) on ChatPose's recipe: VQA and the
+    HMR people asked for their visible keypoints as text (`data_pipelines.keypoint_text`), 1:2;
+    evaluate it with `chatpose-eval --pose_from=keypoints` (SMPLify lifts the answers).
     Both write images as <im_start><image><im_end> (LISA's use_mm_start_end, on by default), take
     the platform's fused attention (`model.attention_impl="auto"`) and pack conversations into rows
     (`data.pack`, up to 8 `<POSE>` tokens a row): a step then holds batch_size rows of several
@@ -218,7 +224,7 @@ def apply_recipe(c: ml_collections.ConfigDict, recipe: str) -> ml_collections.Co
         c.train.num_steps = 5000
         c.train.max_text_length = 512
         c.train.length_counts_image = False
-    elif recipe == "chatpose":
+    elif recipe in ("chatpose", "keypoints"):
         c.model.lora.rank, c.model.lora.alpha = 128, 256.0
         c.train.grad_accum_steps = 2
         c.train.batch_size = 256  # 16 per device x 2 accum x 8 GPUs
@@ -230,6 +236,8 @@ def apply_recipe(c: ml_collections.ConfigDict, recipe: str) -> ml_collections.Co
         raise ValueError(f"unknown recipe {recipe!r}; known recipes: {', '.join(RECIPES)}")
     c.data.datasets = ("posescript", "llava_instruct", "hmr_images")
     c.data.ratios = (1.0, 1.0, 2.0)
+    if recipe == "keypoints":
+        c.data.datasets, c.data.ratios = KEYPOINT_DATASETS, KEYPOINT_RATIOS
     c.model.mm_use_im_start_end = True  # LISA's train_ds (and so ChatPose's) wraps the image (use_mm_start_end)
     # The platform's fused attention: Pallas splash on TPU, cuDNN on GPU (bf16), XLA on CPU (model/attention.py).
     c.model.attention_impl = "auto"

@@ -11,10 +11,17 @@ grouped-query attention, pose head, LoRA on q/v), tiny widths. The synthetic tok
 (the data `make demo` synthesised and prepared; docs/data.md makes them by hand).
 """
 
-from chatpose_jax.default_config import base_config
+from chatpose_jax.default_config import KEYPOINT_DATASETS, KEYPOINT_RATIOS, base_config
+
+REPRESENTATIONS = ("pose_token", "keypoints")
 
 
-def get_config():
+def get_config(representation: str = "pose_token"):
+    """`configs/tiny.py` trains the <POSE> token; `configs/tiny.py:keypoints` the supplement's keypoint-text
+    baseline (LLaVA*: VQA and the HMR people's keypoints as text; `chatpose-eval --pose_from=keypoints`)."""
+    representation = representation or "pose_token"
+    if representation not in REPRESENTATIONS:
+        raise ValueError(f"configs/tiny.py:{representation}: known: {', '.join(REPRESENTATIONS)}")
     c = base_config()
     c.name = "tiny"
 
@@ -81,4 +88,9 @@ def get_config():
     # demo's minutes (docs/demo.md); 4:1:1 did no better (107 mm).
     c.data.ratios = (3.0, 1.0, 1.0)
     c.data.shuffle_buffer = 256
+    if representation == "keypoints":
+        c.name = "tiny_keypoints"
+        c.data.datasets, c.data.ratios = KEYPOINT_DATASETS, KEYPOINT_RATIOS
+        # An answer lists up to 25 "Name:(x,y)" entries: about 9 synthetic-tokenizer pieces each.
+        c.train.max_text_length = 384
     return c

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from chatpose_jax.image_tokens import wrap_images
-from data_pipelines import templates
+from data_pipelines import keypoint_text, templates
 from data_pipelines.tokenizer import IMAGE_TOKEN, special_ids
 
 IGNORE_INDEX = -100
@@ -35,7 +35,7 @@ USER, ASSISTANT = "USER", "ASSISTANT"
 EOS_TEXT = "</s>"
 
 # What a sample's conversation is made of (an int field of every pipeline element).
-TEXT_TO_POSE, IMAGE_TO_POSE, VQA = 0, 1, 2
+TEXT_TO_POSE, IMAGE_TO_POSE, VQA, IMAGE_TO_KEYPOINTS = 0, 1, 2, 3
 
 Turns = list[tuple[str, str]]  # (user text, assistant answer) per round
 
@@ -69,7 +69,9 @@ def make_turns(
     about in RPE's fixed format instead ("{description}, can you give the SMPL pose of this
     person?" answered "Sure, it is <POSE>."). VQA: `texts` alternate human / assistant turns
     (LLaVA JSON order); with an image, `<image>` is moved to the front of the first turn, as LLaVA
-    does. template_set: the supplement's tables by default (`templates.template_set`).
+    does. IMAGE_TO_KEYPOINTS: `<image>` and the supplement's keypoint question (`keypoint_text`),
+    answered by `texts[0]`, the person's visible keypoints written out (the pipeline writes it from
+    the crop). template_set: the supplement's tables by default (`templates.template_set`).
     """
     t = template_set or templates.template_set()
     answer = t.answers[rng.integers(len(t.answers))]
@@ -92,6 +94,10 @@ def make_turns(
         if has_image:
             turns[0] = (f"{IMAGE_TOKEN}\n{turns[0][0]}", turns[0][1])
         return turns
+    if kind == IMAGE_TO_KEYPOINTS:
+        if len(texts) != 1 or not texts[0]:
+            raise ValueError(f"keypoint conversation needs its answer as the one text; got {len(texts)} texts")
+        return [(keypoint_text.keypoints_question(), texts[0])]
     raise ValueError(f"unknown conversation kind {kind}")
 
 

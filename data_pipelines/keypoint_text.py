@@ -24,7 +24,6 @@ import re
 import numpy as np
 
 from chatpose_jax.fitting.keypoint_layouts import BODY25_NAMES
-from data_pipelines.conversation import Turns
 from data_pipelines.tokenizer import IMAGE_TOKEN
 
 NUM_KEYPOINTS = len(BODY25_NAMES)  # 25
@@ -91,7 +90,7 @@ def keypoints_answer(keypoints: np.ndarray, crop_size: int) -> str:
     return ANSWER_PREFIX + ENTRY_SEPARATOR.join(entries)
 
 
-def keypoints_turns(keypoints: np.ndarray, crop_size: int) -> Turns:
+def keypoints_turns(keypoints: np.ndarray, crop_size: int) -> list[tuple[str, str]]:
     """The one-round conversation of a person crop: the keypoint question and its answer (`keypoints_answer`)."""
     return [(keypoints_question(), keypoints_answer(keypoints, crop_size))]
 

@@ -33,14 +33,18 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from data_pipelines import augment, conversation, images, prepared, templates
+from data_pipelines import augment, conversation, images, keypoint_text, prepared, templates
 from data_pipelines.tokenizer import special_ids
 
 SEPARATOR = "\x1f"  # joins a sample's texts into one string between tf.data and the tokenizer
 TOKENIZE_CHUNK = 64
 STATE_VERSION = 1
 # Which split each dataset trains on.
-TRAIN_SPLITS = {"posescript": "train", "hmr_images": "train", "llava_instruct": "train", "spg": "test", "rpe": "test"}
+TRAIN_SPLITS = {"posescript": "train", "hmr_images": "train", "hmr_keypoints": "train", "llava_instruct": "train",
+                "spg": "test", "rpe": "test"}  # fmt: skip
+# Training sources that read another dataset: the HMR people asked for their keypoints as text (the
+# supplement's LLaVA*) instead of their SMPL pose.
+BUILDER_OF = {"hmr_keypoints": "hmr_images"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,8 +139,21 @@ def _element(kind, texts, image, has_image, crop, has_crop, global_orient, body_
     }
 
 
-def _adapter(name: str, source: int):
-    """TFDS example of dataset `name` -> common element."""
+def _keypoint_answer(image_size: int):
+    """(keypoints_2d float32[44, 3] full-image pixels, center float32[2], scale) -> the keypoint answer for
+    the person crop at `image_size` (bytes), b"" when no BODY_25 keypoint lands on the crop."""
+
+    def answer(keypoints, center, scale):
+        crop = keypoint_text.to_crop_pixels(keypoints[: keypoint_text.NUM_KEYPOINTS], center, scale, image_size)
+        if not keypoint_text.on_crop(crop, image_size).any():
+            return b""
+        return keypoint_text.keypoints_answer(crop, image_size).encode()
+
+    return answer
+
+
+def _adapter(name: str, source: int, image_size: int = 0):
+    """TFDS example of dataset `name` -> common element (`image_size`: the crop keypoints are written for)."""
     no_crop, no_betas, none = tf.zeros([3]), tf.zeros([10]), tf.constant(b"")
     if name == "posescript":
         return lambda ex: _element(
@@ -158,6 +175,17 @@ def _adapter(name: str, source: int):
                             ex["global_orient"], ex["body_pose"], ex["betas"], True, source)  # fmt: skip
 
         return adapt
+    if name == "hmr_keypoints":
+        answer_fn = _keypoint_answer(image_size)
+
+        def adapt_keypoints(ex):
+            answer = tf.numpy_function(answer_fn, [ex["keypoints_2d"], ex["center"], ex["scale"]], tf.string,
+                                       stateful=False)  # fmt: skip
+            crop = tf.concat([ex["center"], ex["scale"][None]], 0)
+            return _element(conversation.IMAGE_TO_KEYPOINTS, tf.reshape(answer, [1]), ex["image"], True, crop, True,
+                            tf.zeros([3]), tf.zeros([69]), no_betas, False, source)  # fmt: skip
+
+        return adapt_keypoints
     if name == "llava_instruct":
         return lambda ex: _element(
             conversation.VQA, ex["turns"], ex["image"], ex["has_image"], no_crop, False,
@@ -195,7 +223,12 @@ def source_stream(config: PipelineConfig, source: int, process_index: int, proce
     """One dataset's endless, shuffled stream of common elements for this host."""
     name = config.datasets[source]
     split = config.splits[source] if config.splits else TRAIN_SPLITS.get(name, "train")
-    builder = prepared.open_builder(name, config.data_dir)
+    if name == "hmr_keypoints" and config.hmr_augment is not None and config.hmr_augment.enabled:
+        raise ValueError(
+            "hmr_keypoints: keypoint answers are written for the unaugmented person crop; set "
+            "data.hmr_augment.enabled=False"
+        )
+    builder = prepared.open_builder(BUILDER_OF.get(name, name), config.data_dir)
     if split not in builder.info.splits:
         raise FileNotFoundError(
             f"{name}: no split {split!r} in {config.data_dir} (prepare it with chatpose-data prepare)"
@@ -216,7 +249,9 @@ def source_stream(config: PipelineConfig, source: int, process_index: int, proce
         ds = ds.filter(lambda ex: ex["has_smpl"])
     if name == "llava_instruct" and config.vqa_image_sources:
         ds = ds.filter(vqa_source_filter(config.vqa_image_sources))
-    ds = ds.map(_adapter(name, source), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(_adapter(name, source, config.image_size), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if name == "hmr_keypoints":  # people with no keypoint on their crop have nothing to answer
+        ds = ds.filter(lambda el: tf.strings.length(el["texts"]) > 0)
     seed = np.random.SeedSequence([config.seed, source, process_index]).generate_state(1)[0]
     return ds.shuffle(config.shuffle_buffer, seed=int(seed), reshuffle_each_iteration=True).repeat()
 
