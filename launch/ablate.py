@@ -31,12 +31,20 @@ REPO = Path(__file__).resolve().parent.parent
 TINY_DATA = dict(num_poses=400, num_hmr_images=240, num_vqa_images=40, num_spg=10, num_rpe=40)
 
 
-def load_table(number: int):
-    """The configs/ablations/table<N>.py module (TITLE, COLUMNS, ROWS, ...)."""
-    path = REPO / "configs" / "ablations" / f"table{number}.py"
+TABLES = ("6", "7", "representation")  # the paper's Tables 6 and 7; the supplement's pose representations
+
+
+def table_stem(table: str) -> str:
+    """Folder and file stem of a table: 'table6' for a numbered one, else its name ('representation')."""
+    return f"table{table}" if str(table).isdigit() else str(table)
+
+
+def load_table(table: str):
+    """The configs/ablations/<stem>.py module (TITLE, COLUMNS, ROWS, ...)."""
+    path = REPO / "configs" / "ablations" / f"{table_stem(table)}.py"
     if not path.exists():
-        raise SystemExit(f"no ablation table {number}: {path} does not exist")
-    spec = importlib.util.spec_from_file_location(f"table{number}", path)
+        raise SystemExit(f"no ablation table {table}: {path} does not exist")
+    spec = importlib.util.spec_from_file_location(table_stem(table), path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -105,6 +113,7 @@ def _run(cmd: list[str], log: Path) -> None:
 
 
 def tiny_train_command(table, row: dict, data: dict, workdir: Path, steps: int) -> list[str]:
+    """chatpose-train of one row: the row's `tiny_config` (default the table's TINY_CONFIG) and overrides."""
     common = {
         "data.data_dir": data["tfds"],
         "data.tokenizer": data["tokenizer"],
@@ -116,14 +125,18 @@ def tiny_train_command(table, row: dict, data: dict, workdir: Path, steps: int) 
     }
     return [
         _program("chatpose-train"),
-        f"--config={REPO / table.TINY_CONFIG}",
+        f"--config={REPO / row.get('tiny_config', table.TINY_CONFIG)}",
         f"--workdir={workdir}",
         "--noprogress",
         *override_flags({**common, **row["overrides"]}),
     ]
 
 
-def tiny_eval_command(table, benchmarks: list[str], data: dict, train_dir: Path, out: Path, retrieval) -> list[str]:
+def tiny_eval_command(
+    table, benchmarks: list[str], data: dict, train_dir: Path, out: Path, retrieval, row: dict | None = None
+) -> list[str]:
+    """chatpose-eval of one row; the row's `eval_flags` ({flag: value}) join, `smplify_prior` resolved to the
+    GMM prior the data stage wrote."""
     cmd = [
         _program("chatpose-eval"),
         f"--checkpoint={train_dir}",
@@ -136,7 +149,22 @@ def tiny_eval_command(table, benchmarks: list[str], data: dict, train_dir: Path,
     ]
     if retrieval:
         cmd.append(f"--retrieval={retrieval}")
+    for flag, value in (row or {}).get("eval_flags", {}).items():
+        cmd.append(f"--{flag}={data['gmm_prior'] if flag == 'smplify_prior' else value}")
     return cmd
+
+
+def write_tiny_gmm_prior(root: Path) -> str:
+    """SMPLify's GMM pose prior for the synthetic data, in gmm_08.pkl's format: 8 Gaussians fitted to
+    4000 poses of the synthetic pose sampler (the published file is fitted to CMU motion capture)."""
+    path = root / "data" / "gmm_08.pkl"
+    if not path.exists():
+        from chatpose_jax.fitting.gmm_file import write_gmm_pkl
+        from data_pipelines.synthetic.poses import sample_poses
+
+        _, body_pose = sample_poses(4000, seed=7)
+        write_gmm_pkl(str(path), body_pose)
+    return str(path)
 
 
 def train_retrieval(root: Path, data: dict, steps: int) -> Path:
@@ -156,14 +184,16 @@ def train_retrieval(root: Path, data: dict, steps: int) -> Path:
     return workdir
 
 
-def run_tiny(table, number: int, root: Path, rows: list[dict], benchmarks: list[str], steps: int, sizes: dict) -> dict:
+def run_tiny(table, stem: str, root: Path, rows: list[dict], benchmarks: list[str], steps: int, sizes: dict) -> dict:
     """Trains and evaluates every row not finished yet; returns {row name: metrics.json dict}."""
     data = stage_data(root, sizes)
+    if any("smplify_prior" in row.get("eval_flags", {}) for row in rows):
+        data = {**data, "gmm_prior": write_tiny_gmm_prior(root)}
     text = [b for b in benchmarks if b in ("posescript", "spg")]
     retrieval = train_retrieval(root, data, max(steps, 100)) if text else None
     results = {}
     for row in rows:
-        row_dir = root / f"table{number}" / row["name"]
+        row_dir = root / stem / row["name"]
         metrics = row_dir / "eval" / "metrics.json"
         if metrics.exists():
             print(f"[{row['name']}] done, skipped", flush=True)
@@ -171,7 +201,7 @@ def run_tiny(table, number: int, root: Path, rows: list[dict], benchmarks: list[
             print(f"[{row['name']}] {row['label']}", flush=True)
             log = row_dir / "log.txt"
             _run(tiny_train_command(table, row, data, row_dir / "train", steps), log)
-            _run(tiny_eval_command(table, benchmarks, data, row_dir / "train", row_dir / "eval", retrieval), log)
+            _run(tiny_eval_command(table, benchmarks, data, row_dir / "train", row_dir / "eval", retrieval, row), log)
         results[row["name"]] = json.loads(metrics.read_text())
     return results
 
@@ -185,7 +215,7 @@ def full_commands(table, rows: list[dict], args) -> list[list[str]]:
     commands = []
     for row in rows:
         config = row.get("full_config", getattr(table, "FULL_CONFIG", ""))
-        row_dir = f"{args.workdir.rstrip('/')}/table{args.table}/{row['name']}"
+        row_dir = f"{args.workdir.rstrip('/')}/{table_stem(args.table)}/{row['name']}"
         overrides = dict(row.get("full_overrides", row["overrides"] if "full_config" not in row else {}))
         if args.init_root and row.get("checkpoint"):
             overrides["init_checkpoint"] = f"{args.init_root.rstrip('/')}/{row['checkpoint']}"
@@ -196,7 +226,8 @@ def full_commands(table, rows: list[dict], args) -> list[list[str]]:
         launch = ["python", "launch/launch.py", args.target]  # run with this interpreter (main)
         if args.accelerator:
             launch.append(f"--accelerator={args.accelerator}")
-        name = f"ablate-t{args.table}-{row['name'].replace('_', '-')}"
+        short = f"t{args.table}" if args.table.isdigit() else args.table
+        name = f"ablate-{short}-{row['name'].replace('_', '-')}"
         commands.append(
             [*launch, f"--config={config}", f"--workdir={row_dir}/train", f"--name={name}", *override_flags(overrides)]
         )
@@ -204,15 +235,19 @@ def full_commands(table, rows: list[dict], args) -> list[list[str]]:
         for flag in ("data_dir", "body_model_dir", "retrieval"):
             if getattr(args, flag):
                 eval_flags.append(f"--{flag}={getattr(args, flag)}")
+        for flag, value in row.get("eval_flags", {}).items():
+            if flag == "smplify_prior" and not args.smplify_prior:
+                raise SystemExit(f"row {row['name']} lifts keypoints with SMPLify: give --smplify_prior gmm_08.pkl")
+            eval_flags.append(f"--{flag}={args.smplify_prior if flag == 'smplify_prior' else value}")
         commands.append([*launch, "--program=eval", f"--config={config}", f"--name={name}-eval", "--", *eval_flags])
     return commands
 
 
-def collect(number: int, root: str, rows: list[dict]) -> dict:
+def collect(stem: str, root: str, rows: list[dict]) -> dict:
     """{row name: metrics.json dict} of the rows whose evaluation has finished (local paths or gs:// via tf.io)."""
     results = {}
     for row in rows:
-        path = f"{root.rstrip('/')}/table{number}/{row['name']}/eval/metrics.json"
+        path = f"{root.rstrip('/')}/{stem}/{row['name']}/eval/metrics.json"
         if path.startswith("gs://"):
             import tensorflow as tf
 
@@ -281,8 +316,8 @@ def plot(table, rows: list[dict], results: dict, path: str) -> str:
     return path
 
 
-def write_table(table, number: int, rows: list[dict], results: dict, root: str, scale: str) -> tuple[str, str]:
-    md_path, png_path = os.path.join(root, f"table{number}.md"), os.path.join(root, f"table{number}.png")
+def write_table(table, stem: str, rows: list[dict], results: dict, root: str, scale: str) -> tuple[str, str]:
+    md_path, png_path = os.path.join(root, f"{stem}.md"), os.path.join(root, f"{stem}.png")
     with open(md_path, "w") as f:
         f.write(table_markdown(table, rows, results, scale))
     plot(table, rows, results, png_path)
@@ -294,7 +329,7 @@ def write_table(table, number: int, rows: list[dict], results: dict, root: str, 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--table", type=int, required=True, choices=(6, 7))
+    p.add_argument("--table", required=True, choices=TABLES)
     p.add_argument("--scale", required=True, choices=("tiny", "full"))
     p.add_argument("--workdir", required=True)
     p.add_argument("--rows", default="", help="comma-separated row names (default: every row)")
@@ -307,6 +342,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data_dir", default="", help="full: TFDS data_dir of the prepared datasets")
     p.add_argument("--body_model_dir", default="", help="full: SMPL models + H36M regressor for the image benchmarks")
     p.add_argument("--retrieval", default="", help="full: retrieval-model workdir for the text benchmarks")
+    p.add_argument("--smplify_prior", default="", help="full: SMPLify's gmm_08.pkl for rows that lift keypoints")
     p.add_argument("--dry_run", action="store_true", help="full: print the launch commands, run nothing")
     p.add_argument("--collect", action="store_true", help="full: build the table from the rows' metrics.json")
     return p
@@ -314,7 +350,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    table = load_table(args.table)
+    table, stem = load_table(args.table), table_stem(args.table)
     rows = list(table.ROWS)
     if args.rows:
         wanted = args.rows.split(",")
@@ -330,16 +366,16 @@ def main(argv: list[str] | None = None) -> int:
             sizes[key] = int(value)
         root = Path(args.workdir).resolve()
         root.mkdir(parents=True, exist_ok=True)
-        results = run_tiny(table, args.table, root, rows, args.bench, args.steps, sizes)
-        md, png = write_table(table, args.table, rows, results, str(root), "tiny (synthetic data)")
+        results = run_tiny(table, stem, root, rows, args.bench, args.steps, sizes)
+        md, png = write_table(table, stem, rows, results, str(root), "tiny (synthetic data)")
         print(Path(md).read_text())
         print(f"wrote {md} and {png}")
         return 0
     if args.collect:
-        results = collect(args.table, args.workdir, rows)
+        results = collect(stem, args.workdir, rows)
         missing = [r["name"] for r in rows if r["name"] not in results]
         out = args.workdir if not args.workdir.startswith("gs://") else "."
-        md, _ = write_table(table, args.table, rows, results, out, "full")
+        md, _ = write_table(table, stem, rows, results, out, "full")
         print(Path(md).read_text())
         if missing:
             print(f"not finished yet: {', '.join(missing)}")

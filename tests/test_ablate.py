@@ -117,3 +117,42 @@ def test_collect_fills_finished_rows_and_names_the_rest(tmp_path, capsys):
 def test_unknown_row_is_refused():
     with pytest.raises(SystemExit, match="no row"):
         ablate.main(["--table", "6", "--scale", "tiny", "--workdir", "/nonexistent", "--rows", "vqa_only,nope"])
+
+
+@pytest.mark.slow
+def test_representation_table_trains_both_representations_and_lifts_the_keypoint_answers(tiny_run):
+    """The supplement's pose representations at the smallest size: the <POSE> row and the keypoint row
+    (configs/tiny.py:keypoints, evaluated with --pose_from keypoints and the GMM prior the runner fits),
+    in the Table 6 run's folder, whose synthetic data (same sizes) it reuses."""
+    tmp_path = tiny_run[0]
+    argv = ["--table", "representation", "--scale", "tiny", "--workdir", str(tmp_path), *TINY]
+    argv[argv.index("--rows") : argv.index("--rows") + 2] = []
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
+        mp.setattr(ablate, "_execute", run_tool)
+        assert ablate.main(argv) == 0
+    printed = out.getvalue()
+    assert f"--config={REPO / 'configs' / 'tiny.py:keypoints'}" in printed
+    assert "--pose_from=keypoints" in printed and f"--smplify_prior={tmp_path}/data/gmm_08.pkl" in printed
+    with open(tmp_path / "data" / "gmm_08.pkl", "rb") as f:
+        import pickle
+
+        gmm = pickle.load(f, encoding="latin1")
+    assert gmm["means"].shape == (8, 69) and gmm["covars"].shape == (8, 69, 69)
+    for name in ("pose_token", "keypoints"):
+        metrics = json.loads((tmp_path / "representation" / name / "eval" / "metrics.json").read_text())
+        assert metrics["options"]["pose_from"] == ("keypoints" if name == "keypoints" else "pose_token")
+        ours = metrics["benchmarks"]["3dpw"]["ours"]
+        assert ours["pa_mpjpe_mm"] > 0 and 0.0 <= ours["no_pose_rate"] <= 1.0
+    table = (tmp_path / "representation.md").read_text()
+    assert "| <POSE> token (VQA + Image2Pose) |" in table and "| keypoints as text + SMPLify (LLaVA*) |" in table
+
+
+def test_full_representation_rows_need_the_smplify_prior(capsys):
+    argv = ["--table", "representation", "--scale", "full", "--workdir", "gs://b/a", "--dry_run"]
+    with pytest.raises(SystemExit, match="give --smplify_prior gmm_08.pkl"):
+        ablate.main(argv)
+    assert ablate.main([*argv, "--smplify_prior", "gs://b/gmm_08.pkl"]) == 0
+    printed = capsys.readouterr().out
+    assert "--config=configs/backbones/llava15_13b_hf.py:keypoints" in printed
+    assert "--pose_from=keypoints --smplify_prior=gs://b/gmm_08.pkl --max_new_tokens=320" in printed
