@@ -242,3 +242,29 @@ def test_demo_data_stage_makes_data_prepared_before_keypoints_again(tmp_path, mo
     calls.clear()
     run.stage_data(tmp_path, 5, 6)  # now nothing is stale: reused as before
     assert calls == [] and "reusing the data" in capsys.readouterr().out
+
+
+def test_synthetic_smpl_has_its_named_surface_points_on_its_head_and_feet():
+    """The SMPL vertex ids keypoint layouts read as nose, eyes, ears, toes and heels are those parts on the
+    synthetic body: in front of / beside its head, in front of / behind its ankles, each on its own side."""
+    import tempfile
+
+    import jax.numpy as jnp
+
+    from chatpose_jax.body import load_body_model, skeletons, synthetic
+
+    body = load_body_model(synthetic.write_smpl_pkl(tempfile.mkdtemp() + "/SMPL_NEUTRAL.pkl"))
+    rest = body(betas=jnp.zeros((1, 10)))  # T-pose: y up, facing +z, the body's left at +x
+    v, j = np.asarray(rest.vertices[0]), np.asarray(rest.joints[0])
+    at = {name: v[i] for name, i in skeletons.SMPL_VERTEX_IDS.items()}
+    head, neck = j[skeletons.JOINT_NAMES["smpl"].index("head")], j[skeletons.JOINT_NAMES["smpl"].index("neck")]
+    assert at["nose"][2] > head[2] + 0.05 and abs(at["nose"][0]) < 0.01 and at["nose"][1] > neck[1]
+    for side, sign in (("left", 1.0), ("right", -1.0)):
+        ankle = j[skeletons.JOINT_NAMES["smpl"].index(f"{side}_ankle")]
+        assert sign * at[f"{side}_eye"][0] > 0.02 and at[f"{side}_eye"][1] > at["nose"][1]
+        assert at[f"{side}_eye"][2] > head[2] + 0.05
+        assert sign * at[f"{side}_ear"][0] > 0.07 and abs(at[f"{side}_ear"][2] - head[2]) < 0.03
+        for toe in ("big_toe", "small_toe"):
+            assert at[f"{side}_{toe}"][2] > ankle[2] + 0.15 and at[f"{side}_{toe}"][1] < ankle[1], (side, toe)
+        assert sign * (at[f"{side}_small_toe"][0] - at[f"{side}_big_toe"][0]) > 0.02  # the small toe is outside
+        assert at[f"{side}_heel"][2] < ankle[2] - 0.05 and at[f"{side}_heel"][1] < ankle[1]

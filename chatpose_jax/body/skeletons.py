@@ -81,3 +81,21 @@ POSE_ARGUMENTS = {
 
 # File names inside a model folder, as the `smplx` package lays it out.
 FILE_PREFIX = {"smpl": "SMPL", "smplh": "SMPLH", "smplx": "SMPLX"}
+
+
+# Named surface points of the SMPL (and SMPL-H) mesh that have no joint: the `smplx` package's table
+# (smplx/vertex_ids.py, vertex_ids['smplh']), which keypoint layouts read (chatpose_jax.fitting) and
+# the synthetic SMPL places on its face and feet (chatpose_jax.body.synthetic).
+SMPL_VERTEX_IDS = {
+    "nose": 332,
+    "right_eye": 6260,
+    "left_eye": 2800,
+    "right_ear": 4071,
+    "left_ear": 583,
+    "left_big_toe": 3216,
+    "left_small_toe": 3226,
+    "left_heel": 3387,
+    "right_big_toe": 6617,
+    "right_small_toe": 6624,
+    "right_heel": 6787,
+}

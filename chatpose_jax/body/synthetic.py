@@ -7,7 +7,9 @@ mesh of tapered capsules and ellipsoids around the bones (every part a closed su
 mesh is watertight), smooth skinning weights, plausible shape directions (height, girth, leg
 length, shoulder width, belly, plus smooth random fields), small smooth pose correctives, a joint
 regressor that reproduces the skeleton from the mesh, an H36M-style 17-joint regressor and a
-4D-Humans-style 19-joint one (`SMPL_to_J19.pkl`).
+4D-Humans-style 19-joint one (`SMPL_to_J19.pkl`). SMPL's and SMPL-H's vertices are numbered so that
+the ids keypoint layouts read for the nose, eyes, ears, toes and heels (`skeletons.SMPL_VERTEX_IDS`)
+sit there on the synthetic head and feet.
 Everything is deterministic for a given seed.
 """
 
@@ -302,7 +304,49 @@ def build_mesh(model_type: str) -> _Mesh:
         offset += len(v)
     mesh = _Mesh(np.concatenate(verts), np.concatenate(faces), np.concatenate(axis_pts), np.concatenate(part_of), parts)
     assert len(mesh.verts) == target, (len(mesh.verts), target)
+    if model_type in ("smpl", "smplh"):  # SMPL's mesh ids: its named surface points where their names say
+        mesh = _renumbered(mesh, _named_vertices(mesh))
     return mesh
+
+
+def _named_points() -> dict[str, tuple[str, np.ndarray]]:
+    """Where each of SMPL's named surface points (skeletons.SMPL_VERTEX_IDS) lies on the synthetic body:
+    (part name, rest-pose target in metres, y up, facing +z; the body's left is +x)."""
+    head_centre, rx, rz = np.array([0.0, 0.45, 0.03]), 0.082, 0.097  # the head ellipsoid (_parts), x and z radii
+    heel, toe, foot_radius = np.array([0.09, -1.155, -0.075]), np.array([0.118, -1.16, 0.155]), 0.04  # _LIMBS' foot
+    points = {"nose": ("head", head_centre + [0.0, -0.01, rz])}
+    for side, sign in (("left", 1.0), ("right", -1.0)):
+        mirror = np.array([sign, 1.0, 1.0])
+        points[f"{side}_eye"] = ("head", head_centre + [sign * 0.032, 0.03, 0.9 * rz])
+        points[f"{side}_ear"] = ("head", head_centre + [sign * rx, 0.0, 0.0])
+        points[f"{side}_big_toe"] = (f"{side}_foot", mirror * (toe + [-0.02, -0.01, foot_radius]))
+        points[f"{side}_small_toe"] = (f"{side}_foot", mirror * (toe + [0.02, -0.01, 0.8 * foot_radius]))
+        points[f"{side}_heel"] = (f"{side}_foot", mirror * (heel + [0.0, -0.02, -foot_radius]))
+    return points
+
+
+def _named_vertices(mesh: _Mesh) -> dict[int, int]:
+    """{SMPL vertex id: index of the synthetic vertex nearest its named point, on its part}."""
+    names = [p.name for p in mesh.parts]
+    chosen = {}
+    for name, (part, target) in _named_points().items():
+        on_part = np.flatnonzero(mesh.part_of == names.index(part))
+        nearest = on_part[np.argmin(np.linalg.norm(mesh.verts[on_part] - target, axis=1))]
+        chosen[skeletons.SMPL_VERTEX_IDS[name]] = int(nearest)
+    assert len(set(chosen.values())) == len(chosen), "two named points on one vertex"
+    return chosen
+
+
+def _renumbered(mesh: _Mesh, moves: dict[int, int]) -> _Mesh:
+    """The same surface with vertex `source` renumbered `target` for each {target: source} (the vertices
+    they displace take the freed numbers); faces follow."""
+    order = np.arange(len(mesh.verts))  # order[new id] = old id
+    for target, source in moves.items():
+        at = int(np.flatnonzero(order == source)[0])
+        order[target], order[at] = order[at], order[target]
+    new_id = np.empty_like(order)
+    new_id[order] = np.arange(len(order))
+    return _Mesh(mesh.verts[order], new_id[mesh.faces], mesh.axis_pts[order], mesh.part_of[order], mesh.parts)
 
 
 # --- skinning, regressors, blend shapes -----------------------------------------------------------

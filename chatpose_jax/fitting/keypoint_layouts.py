@@ -20,20 +20,7 @@ from chatpose_jax.body import skeletons
 NUM_SMPL_JOINTS = 24
 SMPL_JOINT_INDEX = {name: i for i, name in enumerate(skeletons.JOINT_NAMES["smpl"])}
 
-# smplx/vertex_ids.py, vertex_ids['smplh'] (the SMPL mesh): surface points with no SMPL joint.
-SMPL_VERTEX_IDS = {
-    "nose": 332,
-    "right_eye": 6260,
-    "left_eye": 2800,
-    "right_ear": 4071,
-    "left_ear": 583,
-    "left_big_toe": 3216,
-    "left_small_toe": 3226,
-    "left_heel": 3387,
-    "right_big_toe": 6617,
-    "right_small_toe": 6624,
-    "right_heel": 6787,
-}
+SMPL_VERTEX_IDS = skeletons.SMPL_VERTEX_IDS  # surface points with no SMPL joint (smplx's table)
 
 # What each keypoint is on the body: a vertex name of SMPL_VERTEX_IDS, or the mean of SMPL joints.
 _ON_BODY = {

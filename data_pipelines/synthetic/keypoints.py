@@ -9,9 +9,9 @@ the J19 regressor (4D-Humans' `SMPL_to_J19.pkl`). x, y in pixels of the full ima
 a point inside the image (0 <= x < W, 0 <= y < H, in front of the camera), 0 otherwise.
 Occlusion is not modelled: a joint behind the body keeps confidence 1.
 
-On the synthetic SMPL mesh the BODY_25 face and foot keypoints (SMPL vertex ids of real SMPL's
-nose, eyes, ears, toes and heels) are fixed but arbitrary surface points: they sit on the body,
-not on its face or feet.
+The BODY_25 face and foot keypoints are SMPL vertex ids (real SMPL's nose, eyes, ears, toes and
+heels); the synthetic SMPL numbers its vertices so that those ids sit on its head and feet where
+their names say (`chatpose_jax.body.synthetic`).
 """
 
 from __future__ import annotations
