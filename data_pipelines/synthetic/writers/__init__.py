@@ -97,9 +97,22 @@ def synthesize(
     corpus += [t for texts in ps["texts"].values() for t in texts]
     corpus += [turn["value"].replace("<image>", "") for r in llava["records"] for turn in r["conversations"]]
     corpus += [r["description"] for r in spg["records"] + rpe["records"]]
+    corpus += keypoint_text_corpus(np.random.default_rng(seed + 5))
     paths["tokenizer"] = os.path.join(out, "tokenizer")
     make_synthetic_tokenizer(paths["tokenizer"], corpus)
     return paths
 
 
 __all__ = ["synthesize", "write_hmr_images", "write_llava_instruct", "write_posescript", "write_rpe", "write_spg"]
+
+
+def keypoint_text_corpus(rng: np.random.Generator, answers: int = 100) -> list[str]:
+    """The keypoint-text conversation's words (the supplement's question, keypoint names, integer pixel
+    coordinates) for the tokenizer, so that an answer takes a few pieces per keypoint, not one per byte."""
+    from data_pipelines import keypoint_text
+
+    texts = [keypoint_text.KEYPOINTS_QUESTION] * 50
+    for _ in range(answers):
+        keypoints = np.concatenate([rng.integers(0, 336, (keypoint_text.NUM_KEYPOINTS, 2)), np.ones((25, 1))], 1)
+        texts.append(keypoint_text.keypoints_answer(keypoints, 336))
+    return texts
