@@ -33,10 +33,10 @@ format: $(STAMP)
 test: lint
 	$(VENV)/bin/pytest tests $(PYTEST_ARGS)
 
-# While working: every test but those marked slow (multi-process runs, TPU compiles, trainings). On two
-# idle cores with the compile cache of an earlier run (tests/conftest.py): 4.2 minutes, against 10.0 for
-# `make test`, which still runs them all (13.9 with an empty cache); 12.8 once the web chat's tests (a real
-# browser among them) joined, on their first run.
+# While working: every test but those marked slow (multi-process runs, TPU compiles, trainings, end-to-end
+# runs). On two idle cores with the compile cache of an earlier run (tests/conftest.py): 3.0 minutes (527
+# tests), against 12.2 for `make test`, which still runs them all (594 tests, the SMPLify and keypoint-text
+# ones among them).
 test-fast: $(STAMP)
 	$(VENV)/bin/pytest tests $(PYTEST_ARGS) -m "not slow"
 
