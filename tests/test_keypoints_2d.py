@@ -249,12 +249,13 @@ def test_synthetic_smpl_has_its_named_surface_points_on_its_head_and_feet():
     synthetic body: in front of / beside its head, in front of / behind its ankles, each on its own side."""
     import tempfile
 
+    import jax
     import jax.numpy as jnp
 
     from chatpose_jax.body import load_body_model, skeletons, synthetic
 
     body = load_body_model(synthetic.write_smpl_pkl(tempfile.mkdtemp() + "/SMPL_NEUTRAL.pkl"))
-    rest = body(betas=jnp.zeros((1, 10)))  # T-pose: y up, facing +z, the body's left at +x
+    rest = jax.jit(lambda b: b(betas=jnp.zeros((1, 10))))(body)  # T-pose: y up, facing +z, the body's left at +x
     v, j = np.asarray(rest.vertices[0]), np.asarray(rest.joints[0])
     at = {name: v[i] for name, i in skeletons.SMPL_VERTEX_IDS.items()}
     head, neck = j[skeletons.JOINT_NAMES["smpl"].index("head")], j[skeletons.JOINT_NAMES["smpl"].index("neck")]
