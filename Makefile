@@ -35,7 +35,7 @@ test: lint
 
 # While working: every test but those marked slow (multi-process runs, TPU compiles, trainings, end-to-end
 # runs). On two idle cores with the compile cache of an earlier run (tests/conftest.py): 3.0 minutes (527
-# tests), against 12.2 for `make test`, which still runs them all (594 tests, the SMPLify and keypoint-text
+# tests), against 11.1-12.2 for `make test`, which still runs them all (594 tests, the SMPLify and keypoint-text
 # ones among them).
 test-fast: $(STAMP)
 	$(VENV)/bin/pytest tests $(PYTEST_ARGS) -m "not slow"
