@@ -17,23 +17,12 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 
 import numpy as np
 
+from chatpose_jax.benchmarks.timing import best_time
+
 MATMUL_N = 2048
-
-
-def best_time(fn, repeats: int) -> float:
-    """Best wall time of fn() in seconds over `repeats` runs, after two warm-up runs."""
-    fn()
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def matmul_rate(repeats: int) -> float:

@@ -21,36 +21,23 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 
 import numpy as np
+
+from chatpose_jax.benchmarks.timing import best_time
 
 PEOPLE_DISTANCE_M = (40.0, 55.0)
 FOCAL, CENTRE = 5000.0, 112.0
 
 
-def best_time(fn, repeats: int) -> float:
-    """Best wall time of fn() in seconds over `repeats` runs, after one warm-up run."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def camera_frame_poses(num: int, seed: int, yaw: float) -> tuple[np.ndarray, np.ndarray]:
     """(global_orient float[N, 3] in the camera frame, body_pose float[N, 69]) radians."""
-    from scipy.spatial.transform import Rotation
-
-    from data_pipelines.orientation import CAMERA_TO_Y_UP
+    from data_pipelines.orientation import CAMERA_TO_Y_UP, change_frame
     from data_pipelines.synthetic.poses import sample_poses
 
     global_orient, body_pose = sample_poses(num, seed, yaw_range=yaw)
     # The sampler's frame is y up, facing +z; the camera's is y down, z away (a half turn about x).
-    to_camera = Rotation.from_matrix(CAMERA_TO_Y_UP.T)
-    return (to_camera * Rotation.from_rotvec(global_orient)).as_rotvec().astype(np.float32), body_pose
+    return change_frame(global_orient, CAMERA_TO_Y_UP.T).astype(np.float32), body_pose
 
 
 def make_people(model, layout, num: int, seed: int, yaw: float, noise_px: float) -> dict[str, np.ndarray]:
@@ -278,11 +265,12 @@ def main():
         ours = best_time(
             lambda k=keypoints: jax.block_until_ready(smplify.fit_smplify(model, pose_prior, k, layout, config=config)),
             args.repeats,
+            warmups=1,
         )
         theirs = {}
         for threads in thread_counts:
             torch.set_num_threads(threads)
-            theirs[threads] = best_time(lambda k=keypoints: torch_fit.fit(k), args.repeats)
+            theirs[threads] = best_time(lambda k=keypoints: torch_fit.fit(k), args.repeats, warmups=1)
         torch_rates = " | ".join(f"{batch / theirs[n]:.1f}" for n in thread_counts)
         print(f"| {batch} | {batch / ours:.1f} | {torch_rates} | {min(theirs.values()) / ours:.1f} |", flush=True)
 

@@ -22,7 +22,7 @@ COLUMNS = (
     ("rpe", "pa_mpjpe_mm", "RPE PA-MPJPE"),
     ("3dpw", "no_pose_rate", "3DPW no pose"),
 )
-VQA, IMAGE2POSE, KEYPOINTS = "llava_instruct", "hmr_images", "hmr_keypoints"
+VQA, IMAGE2POSE = "llava_instruct", "hmr_images"
 
 ROWS = (
     dict(
