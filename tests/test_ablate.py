@@ -1,4 +1,4 @@
-"""launch/ablate.py: the tiny runner end to end on a two-row table, resumption, full-scale commands, collection."""
+"""launch/ablate.py: the tiny runner end to end on one row of Table 6 and the representation table, resumption, full-scale commands, collection."""
 
 import contextlib
 import io
@@ -17,17 +17,19 @@ from launch import ablate  # noqa: E402
 from tests.cli_in_process import run_tool  # noqa: E402
 
 SNAPSHOTS = REPO / "tests" / "snapshots"
-TINY = ["--rows", "vqa_only,all", "--benchmarks", "3dpw", "--steps", "2"]
+TINY = ["--rows", "vqa_image2pose", "--benchmarks", "3dpw", "--steps", "2"]
 TINY += ["--data_sizes", "num_poses=40,num_hmr_images=24,num_vqa_images=8,num_rpe=6"]
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """Two rows of Table 6 trained and evaluated at the smallest size, then the runner run again.
+    """One row of Table 6 trained and evaluated at the smallest size, then the runner run again.
 
-    The runner runs in this process, and so do the rows' commands: each `chatpose-train` /
-    `chatpose-eval` command line goes through its tool's `main` (tests/cli_in_process.py) instead of
-    a new Python process; `_execute`, which starts that process, is tested on its own below.
+    Every row goes through the same code (its overrides, train, eval, its cells); the representation
+    table below trains two more rows in the same folder. The runner runs in this process, and so do
+    the rows' commands: each `chatpose-train` / `chatpose-eval` command line goes through its tool's
+    `main` (tests/cli_in_process.py) instead of a new Python process; `_execute`, which starts that
+    process, is tested on its own below.
     """
     root = tmp_path_factory.mktemp("ablate")
     argv = ["--table", "6", "--scale", "tiny", "--workdir", str(root), *TINY]
@@ -43,28 +45,30 @@ def tiny_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_tiny_run_trains_evaluates_and_tables_every_row(tiny_run):
+def test_tiny_run_trains_evaluates_and_tables_the_row(tiny_run):
     root, first, _ = tiny_run
-    for name in ("vqa_only", "all"):
-        assert f"chatpose-train --config={REPO / 'configs' / 'tiny.py'} --workdir={root}/table6/{name}/train" in first
-        assert f"chatpose-eval --checkpoint={root}/table6/{name}/train" in first
-        metrics = json.loads((root / "table6" / name / "eval" / "metrics.json").read_text())
-        assert metrics["benchmarks"]["3dpw"]["ours"]["pa_mpjpe_mm"] > 0
-    assert shlex.quote("--config.data.datasets=('llava_instruct',)") in first  # the row's overrides reach training
+    name = "vqa_image2pose"
+    assert f"chatpose-train --config={REPO / 'configs' / 'tiny.py'} --workdir={root}/table6/{name}/train" in first
+    assert f"chatpose-eval --checkpoint={root}/table6/{name}/train" in first
+    # The row's overrides reach training.
+    assert shlex.quote("--config.data.datasets=('llava_instruct', 'hmr_images')") in first
+    assert "--config.data.ratios=(1.0, 2.0)" in first
+    metrics = json.loads((root / "table6" / name / "eval" / "metrics.json").read_text())
+    ours_3dpw = metrics["benchmarks"]["3dpw"]["ours"]["pa_mpjpe_mm"]
+    assert ours_3dpw > 0
     table = (root / "table6.md").read_text()
     rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| VQA")}
-    assert set(rows) == {"VQA only", "VQA + Text2Pose + Image2Pose"}
-    all_cells = [c.strip() for c in rows["VQA + Text2Pose + Image2Pose"].split("|")[2:-1]]
-    ours_3dpw = json.loads((root / "table6" / "all" / "eval" / "metrics.json").read_text())
-    assert all_cells[0] == f"{ours_3dpw['benchmarks']['3dpw']['ours']['pa_mpjpe_mm']:.1f} (81.9)"
-    assert all_cells[1] == "- (82.4)"  # not evaluated in this run: the paper's figure alone
+    assert set(rows) == {"VQA + Image2Pose (w/o Text2Pose)"}
+    cells = [c.strip() for c in rows["VQA + Image2Pose (w/o Text2Pose)"].split("|")[2:-1]]
+    assert cells[0] == f"{ours_3dpw:.1f} (87.8)"
+    assert cells[1] == "- (89.2)"  # not evaluated in this run: the paper's figure alone
     assert (root / "table6.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.slow
 def test_second_run_skips_finished_rows(tiny_run):
     _, _, second = tiny_run
-    assert "[vqa_only] done, skipped" in second and "[all] done, skipped" in second
+    assert "[vqa_image2pose] done, skipped" in second
     assert "chatpose-train" not in second and "chatpose-eval" not in second
 
 
