@@ -88,6 +88,12 @@ def test_tiny_config_compiles_for_v5e_4_and_prints_xla_memory(tmp_path):
     assert "fits" in train
 
 
+# The tiny model at two decoder layers and the two tower layers its penultimate-layer features need: what
+# these compiles check (collectives, FSDP gathers, a step that cannot fit) does not depend on the depth, and
+# each layer less is a few seconds less of TPU compiling.
+FEW_LAYERS = ("--config.model.text.num_layers=2", "--config.model.vision.num_layers=2")
+
+
 def tiny_shapes():
     from chatpose_jax.config_files import repo_config
     from chatpose_jax.experiment import load_experiment
@@ -110,6 +116,7 @@ def test_fsdp_gathers_each_weight_about_once_forward_and_once_for_the_rematerial
         "--config.model.remat_policy=full",
         "--config.model.dtype=bfloat16",
         "--config.train.trainable=lora_and_full_embeddings",
+        *FEW_LAYERS,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     match = re.search(r"all-gathered ([\d.]+ \w+) against ([\d.]+ \w+) for the FSDP ideal", result.stdout)
@@ -127,6 +134,7 @@ def test_a_step_that_cannot_fit_fails_and_names_buffers():
         "--nodecode",
         "--config.train.batch_size=65536",
         "--config.model.text.vocab_size=65536",
+        *FEW_LAYERS,
     )
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
     assert "DOES NOT FIT" in result.stdout and "largest per-device buffers" in result.stdout
@@ -167,6 +175,7 @@ def test_two_slices_reduce_gradients_over_dcn_and_gather_weights_inside_each_sli
         "--nodecode",
         "--config.mesh.fsdp=2",
         "--config.mesh.data=-1",
+        *FEW_LAYERS,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     ici = re.search(r"ICI: (.*)", result.stdout).group(1)

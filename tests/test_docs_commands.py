@@ -35,8 +35,9 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+from absl import flags
 
-from tests.cli_in_process import private_flags
+from tests.cli_in_process import fresh_cli
 from tests.doc_commands import REPO, all_commands, doc_files, fenced_blocks, heading_anchors, relative_links
 
 SETUP = (REPO / "setup.py").read_text(encoding="utf-8")
@@ -98,18 +99,14 @@ def _makefile() -> tuple[set[str], set[str]]:
 
 
 def parse_absl(module_name: str, argv: list[str]):
-    """Parses argv with the absl flags `module_name` defines; returns (module, positional args, present flags)."""
-    with private_flags() as registry, mock.patch.object(sys, "argv", list(argv)):
-        previous = sys.modules.pop(module_name, None)
-        try:
-            module = importlib.import_module(module_name)
-            rest = registry(list(argv))  # ml_collections reads the --config.* overrides from sys.argv
-            present = {name: flag.value for name, flag in registry._flags().items() if flag.present}
-            return module, rest[1:], present
-        finally:
-            sys.modules.pop(module_name, None)
-            if previous is not None:
-                sys.modules[module_name] = previous
+    """Parses argv with the absl flags `module_name` defines; returns (module, positional args, present flags).
+
+    The module is imported afresh into a registry without other tools' flags (the demo's and the tools'
+    names overlap, and other test files import them into this process)."""
+    with fresh_cli(module_name) as module, mock.patch.object(sys, "argv", list(argv)):
+        rest = flags.FLAGS(list(argv))  # ml_collections reads the --config.* overrides from sys.argv
+        present = {name: flag.value for name, flag in flags.FLAGS._flags().items() if flag.present}
+        return module, rest[1:], present
 
 
 def parse_argparse(parser, argv: list[str]):
