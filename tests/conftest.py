@@ -59,21 +59,21 @@ def pytest_configure(config):
 # The files that take longest (seconds of `pytest --durations=0` on two busy cores, summed per file), longest
 # first. `make test` hands whole files to its two workers in collection order (`--dist loadfile
 # --no-loadscope-reorder`); starting with these keeps one worker from being left with a long file while the
-# other has finished (a 100 s gap before; longest-first leaves at most the last short file's time).
+# other has finished (one worker 100 s longer than the other before, 3 s after).
 LONGEST_FIRST = (
-    "test_ablate.py",  # 99
-    "test_aot.py",  # 96
-    "test_aot_llava15.py",  # 89
-    "test_train_loop.py",  # 64
-    "test_eval_cli.py",  # 58
-    "test_retrieval.py",  # 48
-    "test_relative_paths.py",  # 39
-    "test_chat.py",  # 38
+    "test_aot_llava15.py",  # 126
+    "test_ablate.py",  # 75
+    "test_aot.py",  # 73
+    "test_train_loop.py",  # 73
+    "test_eval_cli.py",  # 54
+    "test_train_two_processes.py",  # 40
+    "test_retrieval.py",  # 37
+    "test_body_model.py",  # 37
+    "test_chat.py",  # 37
     "test_train_step.py",  # 35
-    "test_attention_kernels.py",  # 33
-    "test_body_model.py",  # 30
-    "test_train_two_processes.py",  # 23
-    "test_web.py",  # 21
+    "test_attention_kernels.py",  # 29
+    "test_web.py",  # 23
+    "test_relative_paths.py",  # 17
 )
 
 
