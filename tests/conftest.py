@@ -72,8 +72,8 @@ LONGEST_FIRST = (
     "test_chat.py",  # 37
     "test_train_step.py",  # 35
     "test_attention_kernels.py",  # 29
-    "test_web.py",  # 23
-    "test_relative_paths.py",  # 17
+    "test_web.py",  # 27
+    "test_relative_paths.py",  # 19
 )
 
 
