@@ -133,7 +133,7 @@ def test_non_finite_loss_skips_the_update_and_counts_it():
     assert int(trainer.state.nonfinite_in_row) == 0 and int(trainer.state.nonfinite_total) == 1
 
 
-def test_new_rows_mode_trains_only_the_pose_rows():
+def test_new_rows_mode_trains_only_the_pose_rows(tmp_path):
     experiment = load_experiment(tiny_config(train__trainable="lora_and_new_rows"))
     trainer = setup_lib.build_trainer(experiment, make_mesh(MeshConfig(data=1), jax.devices()[:1]), donate=False)
     trained = trainer.state.trainable["params"]
@@ -147,6 +147,20 @@ def test_new_rows_mode_trains_only_the_pose_rows():
     pose_id = experiment.model.pose_token_id
     changed = np.flatnonzero(np.abs(embedding - embedding_before).max(axis=1) > 0)
     assert changed.tolist() == [pose_id]
+
+    # Saved as the loop saves it, the run loads back whole: its seed's frozen base, the trained rows.
+    from chatpose_jax.train import checkpoint as ckpt
+    from chatpose_jax.train.trained_model import load_trained
+
+    manager = ckpt.make_manager(str(tmp_path), keep=None, async_save=False)
+    ckpt.save(manager, 2, trainer.state, {}, ckpt.experiment_to_json(experiment))
+    manager.close()
+    loaded = load_trained(str(tmp_path))
+    assert loaded.step == 2
+    assert_trees_close(jax.tree.map(np.asarray, loaded.params), jax.tree.map(np.asarray, params), atol=0)
+    assert_trees_close(
+        jax.tree.map(np.asarray, loaded.lora), jax.tree.map(np.asarray, trainer.state.trainable["lora"]), atol=0
+    )
 
 
 class _Repeat:

@@ -29,7 +29,7 @@ from chatpose_jax.parallel.mesh import MeshConfig, make_mesh
 from chatpose_jax.train import checkpoint as ckpt
 from chatpose_jax.train import state as state_lib
 from chatpose_jax.train.chatpose_task import load_initial_params
-from chatpose_jax.train.setup import build_trainer, new_token_ids
+from chatpose_jax.train.setup import build_abstract_trainer, new_token_ids, place_params
 
 
 @dataclasses.dataclass
@@ -71,6 +71,13 @@ def find_tokenizer_dir(*candidates: str | None) -> str | None:
     return None
 
 
+def _frozen_base(experiment: Experiment, mesh) -> dict:
+    """The frozen half of the run's params on `mesh`, as training built it."""
+    params, lora = place_params(experiment, mesh, *load_initial_params(experiment, mesh), experiment.train.seed)
+    frozen, _ = state_lib.split_params(params, lora, experiment.train.trainable, new_token_ids(experiment))
+    return frozen
+
+
 def load_training_checkpoint(step_dir: str, mesh=None) -> TrainedModel:
     saved = json.loads((paths.path(step_dir) / "config" / "metadata").read_text())
     # Checkpoints written before the mesh had dcn_* fields name the slices num_slices.
@@ -88,18 +95,18 @@ def load_training_checkpoint(step_dir: str, mesh=None) -> TrainedModel:
         experiment = dataclasses.replace(
             experiment, mesh=dataclasses.replace(experiment.mesh, data=-1, fsdp=1, tensor=1)
         )
-    params, _ = load_initial_params(experiment, mesh)
-    trainer = build_trainer(experiment, mesh, params, None, body_model=None, donate=False)
+    # The state is restored straight onto its shapes and shardings; only a run that froze part of
+    # the model needs that part rebuilt (from its init_checkpoint, or its seed's random init).
+    abstract = build_abstract_trainer(experiment, mesh, donate=False)
+    frozen = {} if experiment.train.trainable == "all" else _frozen_base(experiment, mesh)
     step_path = paths.path(step_dir)
     workdir, step = os.fspath(step_path.parent.parent), int(step_path.name)
     manager = ckpt.make_manager(workdir, keep=None, async_save=False)
     try:
-        restored = manager.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(ckpt.abstract_like(trainer.state)))
-        )
+        restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract.state)))
     finally:
         manager.close()
-    full, lora = state_lib.join_params(trainer.frozen, restored["state"].trainable, new_token_ids(experiment))
+    full, lora = state_lib.join_params(frozen, restored["state"].trainable, new_token_ids(experiment))
     tokenizer_dir = find_tokenizer_dir(
         paths.join(workdir, "tokenizer"),
         experiment.data.tokenizer,
