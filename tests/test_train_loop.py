@@ -69,23 +69,32 @@ def test_sigkill_after_a_checkpoint_then_resume_is_exact(uninterrupted, tmp_path
 
 
 @pytest.mark.slow
-def test_resume_with_a_changed_model_shape_fails_and_keeps_the_checkpoint(tmp_path):
+def test_resume_with_a_changed_model_shape_fails_and_keeps_the_checkpoint(tmp_path, tmp_path_factory):
+    import shutil
+
     from chatpose_jax.train.chatpose_task import ChatPoseTask
     from chatpose_jax.train.checkpoint import CheckpointMismatchError
     from chatpose_jax.train.loop import train_and_evaluate
+    from tests import chat_fixtures
 
-    def train(steps, *overrides):  # in this process: no signal or process boundary under test
-        config = train_random_run.small_tiny_config(steps, ["train.batch_size=8", *overrides])  # 8 test devices
+    # The session's tiny run (small_tiny_config, batch 8, 4 steps), resumed with a wider MLP.
+    workdir = tmp_path / "changed"
+    shutil.copytree(chat_fixtures.tiny_workdir(tmp_path_factory), workdir)
+    before = sorted(p.name for p in (workdir / "checkpoints").iterdir())
+    config = train_random_run.small_tiny_config(
+        chat_fixtures.STEPS + 2, ["train.batch_size=8", "model.text.intermediate_size=256"]
+    )
+
+    class NoWeightsTask(ChatPoseTask):  # the mismatch is found before any weights are built
+        def build_trainer(self, *args, **kwargs):
+            raise AssertionError("build_trainer ran before the checkpoint's config was checked")
+
+    with pytest.raises(CheckpointMismatchError) as error:
+        # In this process: no signal or process boundary under test.
         train_and_evaluate(
-            load_experiment(config), str(workdir), ChatPoseTask(), make_source=train_random_run.make_source,
+            load_experiment(config), str(workdir), NoWeightsTask(), make_source=train_random_run.make_source,
             progress=False,
         )  # fmt: skip
-
-    workdir = tmp_path / "changed"
-    train(2)
-    before = sorted(p.name for p in (workdir / "checkpoints").iterdir())
-    with pytest.raises(CheckpointMismatchError) as error:
-        train(4, "model.text.intermediate_size=256")
     assert "config.model.text.intermediate_size=344" in str(error.value) and "=256" in str(error.value), error.value
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == before
 

@@ -120,8 +120,11 @@ def check_shapes(manager: ocp.CheckpointManager, step: int, abstract_state) -> N
         raise CheckpointMismatchError(f"checkpoint step {step} holds state/{extra[0]}, which the run lacks")
 
 
-def restore(manager: ocp.CheckpointManager, step: int, abstract_state, current_config_json: dict):
-    """(state, data_state) of `step`, after checking its config and shapes against the run."""
+def check_saved_config(manager: ocp.CheckpointManager, step: int, current_config_json: dict) -> None:
+    """Raises CheckpointMismatchError (or the pose-frame error) when `step` was written by another model.
+
+    Reads only the checkpoint's config, so a run can call it before it builds any weights.
+    """
     saved_config = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
     frames.require_pose_frame(
         (saved_config.get("model") or {}).get("pose_frame"),
@@ -129,6 +132,11 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state, current_c
         "its pose head learnt roots in another frame; start a new --workdir",
     )
     check_config(saved_config, current_config_json)
+
+
+def restore(manager: ocp.CheckpointManager, step: int, abstract_state, current_config_json: dict):
+    """(state, data_state) of `step`, after checking its config and shapes against the run."""
+    check_saved_config(manager, step, current_config_json)
     check_shapes(manager, step, abstract_state)
     restored = manager.restore(
         step,

@@ -140,6 +140,8 @@ def train_and_evaluate(
     mesh = make_mesh(experiment.mesh)
     manager = ckpt.make_manager(workdir, cfg.keep_checkpoints)
     latest = manager.latest_step()
+    if latest is not None:  # a checkpoint of another model fails here, before any weights are built
+        ckpt.check_saved_config(manager, latest, config_json)
     trainer = task.build_trainer(experiment, mesh, workdir, resuming=latest is not None)
     source = make_source(experiment, mesh, "train")
     if latest is not None:
