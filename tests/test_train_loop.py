@@ -126,3 +126,30 @@ def test_config_json_round_trips():
 
     saved = experiment_to_json(experiment)
     check_config(saved, experiment_to_json(experiment))
+
+
+@pytest.mark.slow
+def test_a_resumed_lora_run_keeps_its_pretrained_base(tmp_path, tmp_path_factory):
+    # A LoRA run saves only what it trains: a resumed run must rebuild the frozen base from its
+    # init_checkpoint (not from the seed's random init) and so continue exactly as if never stopped.
+    from chatpose_jax.train.chatpose_task import ChatPoseTask
+    from chatpose_jax.train.loop import train_and_evaluate
+    from tests import chat_fixtures
+
+    base = chat_fixtures.pose_checkpoint(tmp_path_factory)
+
+    def train(workdir, steps):  # in this process: no signal or process boundary under test
+        config = train_random_run.small_tiny_config(
+            steps, ["train.batch_size=8", "train.trainable=lora_and_new_rows", "train.checkpoint_every=1"]
+        )
+        config.init_checkpoint = base
+        train_and_evaluate(
+            load_experiment(config), str(workdir), ChatPoseTask(), make_source=train_random_run.make_source,
+            progress=False,
+        )  # fmt: skip
+        return losses(workdir)
+
+    want = train(tmp_path / "whole", 2)
+    train(tmp_path / "stopped", 1)
+    got = train(tmp_path / "stopped", 2)
+    assert got[2] == want[2], (got, want)

@@ -114,7 +114,10 @@ class ChatPoseTask:
         return make_pipeline_source
 
     def build_trainer(self, experiment, mesh, workdir: str, resuming: bool):
-        params, lora = (None, None) if resuming else load_initial_params(experiment, mesh)
+        # A checkpoint holds the trained half only: a run that freezes part of the model rebuilds that
+        # part from its init_checkpoint on resume too. Only a run that trains every weight skips it.
+        skip = resuming and experiment.train.trainable == "all"
+        params, lora = (None, None) if skip else load_initial_params(experiment, mesh)
         return build_trainer(experiment, mesh, params, lora, load_body_model_for(experiment, workdir))
 
     def evaluate(self, trainer, experiment, mesh, make_source, workdir: str, step: int) -> dict:
