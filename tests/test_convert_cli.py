@@ -36,6 +36,25 @@ def test_import_hf_writes_a_checkpoint_that_loads_back(tmp_path):
     assert again.returncode == 1 and "not empty" in again.stderr
 
 
+def test_a_checkpoint_with_its_tower_layers_one_by_one_loads_scanned(tmp_path):
+    # Model checkpoints imported with scan_layers before the tower was scanned too hold
+    # vision_tower/layers_{i}; they load with those layers stacked, as the scanned tower holds them.
+    from chatpose_jax.convert.checkpoint_io import save_model_checkpoint
+
+    config, params = load_llava(save_hf_llava(make_hf_llava(seed=3), tmp_path / "hf"), scan_layers=True)
+    tower = dict(params["vision_tower"])
+    stacked = tower.pop("layers")
+    assert jax.tree.leaves(stacked)[0].shape[0] == config.vision.num_layers
+    for i in range(config.vision.num_layers):
+        tower[f"layers_{i}"] = jax.tree.map(lambda a, i=i: np.asarray(a[i]), stacked)
+    save_model_checkpoint(str(tmp_path / "old"), config, {**params, "vision_tower": tower})
+    save_model_checkpoint(str(tmp_path / "new"), config, params)
+    for name in ("old", "new"):
+        loaded_config, loaded = load_model_checkpoint(str(tmp_path / name))
+        assert loaded_config == config
+        jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), loaded, params)
+
+
 def test_subcommands_without_their_flags_say_what_is_missing():
     for sub, needed in (("export-hf", "--checkpoint and --out"), ("import-chatpose-torch", "--ckpt and --out")):
         result = _convert(sub)

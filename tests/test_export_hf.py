@@ -139,10 +139,12 @@ def test_scanned_layers_export_like_unrolled(trained, exported, tmp_path):
 
     config, params = load_llava(exported, dtype="float32")
     scan_config = dataclasses.replace(config, scan_layers=True)
-    layers = params["language_model"]
-    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[layers[f"layers_{i}"] for i in range(config.text.num_layers)])
-    scan_params = dict(params, language_model={k: v for k, v in layers.items() if not k.startswith("layers_")})
-    scan_params["language_model"]["layers"] = stacked
+    scan_params = dict(params)
+    for part, depth in (("language_model", config.text.num_layers), ("vision_tower", config.vision.num_layers)):
+        layers = params[part]
+        stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[layers[f"layers_{i}"] for i in range(depth)])
+        scan_params[part] = {k: v for k, v in layers.items() if not k.startswith("layers_")}
+        scan_params[part]["layers"] = stacked
     export_hf(scan_config, scan_params, str(tmp_path / "scan"))
     _, again = load_llava(str(tmp_path / "scan"), dtype="float32")
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), again, params)

@@ -90,6 +90,8 @@ def test_scanned_layers_equal_unrolled_layers(pair, tmp_path):
     scan_cfg, scan_params = load_llava(folder, dtype="float32", scan_layers=True)
     q = scan_params["language_model"]["layers"]["self_attn"]["q_proj"]["kernel"]
     assert q.shape[0] == config.text.num_layers, "scanned params should stack the layers on axis 0"
+    fc1 = scan_params["vision_tower"]["layers"]["mlp"]["fc1"]["kernel"]
+    assert fc1.shape[0] == config.vision.num_layers, "the tower's layers too"
     rng = np.random.RandomState(4)
     ids, px = image_prompt(rng, 2), pixels(rng, 2)
     _assert_close(_ours(scan_cfg, scan_params, ids, px), _ours(config, params, ids, px), "scan vs unrolled")

@@ -18,6 +18,7 @@ import os
 import tempfile
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from chatpose_jax import paths
@@ -84,8 +85,38 @@ def load_model_checkpoint(
         lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes["params"], shardings
     )
     with ocp.StandardCheckpointer() as ckptr:
-        params = ckptr.restore(paths.path(path) / PARAMS_DIR, target)
+        folder = paths.path(path) / PARAMS_DIR
+        if config.scan_layers and _has_unrolled_tower(ckptr, folder):
+            return config, _restore_unrolled_tower(ckptr, folder, target, config.vision.num_layers)
+        params = ckptr.restore(folder, target)
     return config, params
+
+
+def _has_unrolled_tower(ckptr: ocp.StandardCheckpointer, folder) -> bool:
+    """Whether the params hold vision_tower/layers_{i}: written with scan_layers before the tower scanned too."""
+    stored = ckptr.metadata(folder)
+    stored = getattr(getattr(stored, "item_metadata", stored), "tree", stored)
+    return "layers_0" in (stored.get("vision_tower") or {})
+
+
+def _restore_unrolled_tower(ckptr: ocp.StandardCheckpointer, folder, target: dict, num_layers: int) -> dict:
+    """Restores a checkpoint whose tower layers are stored one by one, stacking them as the scanned tower holds them."""
+    tower = dict(target["vision_tower"])
+    stacked = tower.pop("layers")
+
+    def one_layer(leaf):
+        sharding = leaf.sharding
+        if isinstance(sharding, jax.sharding.NamedSharding):
+            sharding = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec(*sharding.spec[1:]))
+        return jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype, sharding=sharding)
+
+    for i in range(num_layers):
+        tower[f"layers_{i}"] = jax.tree.map(one_layer, stacked)
+    params = ckptr.restore(folder, {**target, "vision_tower": tower})
+    tower = dict(params["vision_tower"])
+    layers = [tower.pop(f"layers_{i}") for i in range(num_layers)]
+    tower["layers"] = jax.tree.map(lambda leaf, *xs: jax.device_put(jnp.stack(xs), leaf.sharding), stacked, *layers)
+    return {**params, "vision_tower": tower}
 
 
 def load_checkpoint_tokenizer(path: str):

@@ -153,10 +153,12 @@ def hf_name(path: tuple[str, ...]) -> tuple[str, str]:
 
 
 def layer_paths(key: tuple[str, ...], config) -> list[tuple[str, ...]]:
-    """A scanned leaf language_model/layers/... stands for one per-layer path per layer."""
-    if key[:2] != ("language_model", "layers"):
+    """A scanned leaf (language_model/layers/... or vision_tower/layers/...) stands for one per-layer
+    path per layer, in layer order."""
+    depth = {"language_model": config.text.num_layers, "vision_tower": config.vision.num_layers}
+    if len(key) < 2 or key[1] != "layers" or key[0] not in depth:
         return [key]
-    return [("language_model", f"layers_{i}", *key[2:]) for i in range(config.text.num_layers)]
+    return [(key[0], f"layers_{i}", *key[2:]) for i in range(depth[key[0]])]
 
 
 # ---------------------------------------------------------------------------------------------

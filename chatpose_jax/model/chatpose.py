@@ -62,7 +62,7 @@ class ChatPose(nn.Module):
         cfg = self.config
         dtype, param_dtype = DTYPES[cfg.dtype], DTYPES[cfg.param_dtype]
         std = cfg.initializer_range
-        self.vision_tower = VisionTower(cfg.vision, dtype, param_dtype, cfg.attention_impl, std)
+        self.vision_tower = VisionTower(cfg.vision, dtype, param_dtype, cfg.attention_impl, std, cfg.scan_layers)
         self.multi_modal_projector = Projector(cfg.projector, cfg.text.hidden_size, dtype, param_dtype, std)
         self.language_model = LlamaModel(
             cfg.text,

@@ -153,7 +153,7 @@ class ModelConfig:
         "none", "full", "minimal", "dots", "dots_no_batch", "save_qkv_proj", "save_dot_except_mlp",
         "qkv_proj_offloaded", "minimal_offloaded",
     ] = "none"  # fmt: skip
-    scan_layers: bool = False  # decoder layers under nn.scan (flat compile time in depth)
+    scan_layers: bool = False  # decoder and tower layers scanned (compile time and program size flat in depth)
     initializer_range: float = 0.02  # std of the normal init of fresh kernels and embeddings
     # Frame of the pose head's root (joint 0): the OpenCV camera frame, as the released ChatPose
     # emits it (chatpose_jax.body.frames). Stored with every checkpoint; one without it is refused.

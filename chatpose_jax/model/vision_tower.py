@@ -13,6 +13,8 @@ Parameter layout (HF names, flax leaves):
   layers_{i}/{layer_norm1,layer_norm2}/{scale,bias}
   layers_{i}/self_attn/{q_proj,k_proj,v_proj,out_proj}/{kernel,bias}
   layers_{i}/mlp/{fc1,fc2}/{kernel,bias}
+or, with `scan_layers`, one `layers/...` whose leaves stack the layers on axis 0 (logical axis
+"layers"), run by one `lax.scan` so that compile time and program size do not grow with depth.
 All `num_layers` layers and `post_layernorm` exist (as in the checkpoints), but the forward runs
 only as deep as `feature_layer` needs.
 """
@@ -60,7 +62,8 @@ class VisionEncoderLayer(nn.Module):
     init_std: float
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, _unused=None) -> tuple[jax.Array, None]:
+        """float[B, N, D] -> (float[B, N, D], None): the (carry, output) signature of `nn.scan`."""
         cfg = self.cfg
         norm = dict(eps=cfg.layer_norm_eps, dtype=self.dtype, param_dtype=self.param_dtype)
         dense = dict(use_bias=True, dtype=self.dtype, param_dtype=self.param_dtype, init_std=self.init_std)
@@ -70,7 +73,7 @@ class VisionEncoderLayer(nn.Module):
         )(h)
         h = LayerNorm(name="layer_norm2", **norm)(x)
         x = x + _VisionMlp(cfg, dense, name="mlp")(h)
-        return constrain(x, BTD)
+        return constrain(x, BTD), None
 
 
 class _VisionMlp(nn.Module):
@@ -92,6 +95,7 @@ class VisionTower(nn.Module):
     param_dtype: Any = jnp.float32
     attention_impl: str = "xla"
     init_std: float = 0.02
+    scan_layers: bool = False
 
     @nn.compact
     def __call__(self, pixel_values: jax.Array) -> jax.Array:
@@ -114,20 +118,49 @@ class VisionTower(nn.Module):
         x = LayerNorm(name="pre_layrnorm", **norm)(emb) if cfg.pre_layernorm else emb
         # hidden_states[0] is the embedding output, hidden_states[i] the output of layer i (HF).
         index = cfg.feature_layer % (cfg.num_layers + 1)
-        depth = cfg.num_layers if self.is_initializing() else index
-        hidden = x
-        for i in range(depth):
-            x = VisionEncoderLayer(
-                cfg, self.dtype, self.param_dtype, self.attention_impl, self.init_std, name=f"layers_{i}"
-            )(x)
-            if i + 1 == index:
-                hidden = x
+        layer_args = (cfg, self.dtype, self.param_dtype, self.attention_impl, self.init_std)
+        if self.scan_layers:
+            x, hidden = self._scanned_layers(x, index, layer_args)
+        else:
+            depth = cfg.num_layers if self.is_initializing() else index
+            hidden = x
+            for i in range(depth):
+                x, _ = VisionEncoderLayer(*layer_args, name=f"layers_{i}")(x)
+                if i + 1 == index:
+                    hidden = x
         if self.is_initializing():
             # Created so the params match the checkpoints; LLaVA never uses the pooled output.
             LayerNorm(name="post_layernorm", **norm)(x[:, 0])
         if cfg.feature_select == "default":
             hidden = hidden[:, 1:]
         return hidden
+
+    def _scanned_layers(self, x: jax.Array, index: int, layer_args: tuple) -> tuple[jax.Array, jax.Array]:
+        """(last output, output of layer `index`) of the stacked `layers`; float[B, N, D] each.
+
+        Init creates all `num_layers` layers with `nn.scan`; the forward scans the first `index` of
+        the stacked params only (LLaVA-1.5 reads layer 23 of 24), each one the same layer module.
+        """
+        if self.is_initializing():
+            scanned = nn.scan(
+                VisionEncoderLayer,
+                variable_axes={"params": 0},
+                split_rngs={"params": True},
+                length=self.cfg.num_layers,
+                metadata_params={nn.PARTITION_NAME: "layers"},
+            )
+            x, _ = scanned(*layer_args, name="layers")(x, None)
+            return x, x
+        if index == 0:
+            return x, x
+        stacked = nn.unbox(self.variables["params"]["layers"])
+        layer = VisionEncoderLayer(*layer_args, parent=None)
+
+        def body(h, layer_params):
+            return layer.apply({"params": layer_params}, h)
+
+        hidden, _ = jax.lax.scan(body, x, jax.tree.map(lambda a: a[:index], stacked))
+        return hidden, hidden
 
 
 class _VisionEmbeddings(nn.Module):
