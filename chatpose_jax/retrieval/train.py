@@ -223,7 +223,7 @@ def load_retrieval(workdir: str) -> tuple[RetrievalConfig, dict, dict]:
         "its pose encoder learnt roots in another frame; train it again (chatpose-train --config configs/retrieval.py)",
     )
     config = RetrievalConfig(**info["config"])
-    template = jax.tree.map(np.asarray, init_variables(config))
+    template = jax.eval_shape(lambda: init_variables(config))  # shapes of a fresh model, nothing computed
     loaded = serialization.msgpack_restore((folder / "variables.msgpack").read_bytes())
     flat_t = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(template)}
     flat_l = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(loaded)}
@@ -233,4 +233,4 @@ def load_retrieval(workdir: str) -> tuple[RetrievalConfig, dict, dict]:
     for k, v in flat_t.items():
         if np.shape(flat_l[k]) != np.shape(v):
             raise ValueError(f"{folder}/variables.msgpack: {k} has shape {np.shape(flat_l[k])}; expected {np.shape(v)}")
-    return config, serialization.from_state_dict(template, loaded), info
+    return config, serialization.from_state_dict(template, jax.tree.map(np.asarray, loaded)), info
