@@ -128,6 +128,7 @@ def test_config_json_round_trips():
     check_config(saved, experiment_to_json(experiment))
 
 
+@pytest.mark.slow  # builds the session's trained tiny checkpoints
 def test_a_resumed_lora_run_keeps_its_pretrained_base(tmp_path_factory):
     # A LoRA run's checkpoint holds only what it trains: on resume the task must rebuild the frozen
     # base from the run's init_checkpoint, not from the seed's random init.

@@ -83,18 +83,17 @@ def generated_poses(
 
 def pose_errors_mm(body_model, pred_rotmat: np.ndarray, target_rotmat: np.ndarray) -> tuple[float, float]:
     """(MPJPE, PA-MPJPE) in mm over the 24 pelvis-aligned SMPL joints, mean shape."""
-
-    def joints(rotmat):
-        out = body_model(
-            betas=jnp.zeros((len(rotmat), 10)),
-            global_orient=jnp.asarray(rotmat[:, :1]),
-            body_pose=jnp.asarray(rotmat[:, 1:]),
-        )
-        j = out.joints[:, :24]
-        return j - j[:, :1]
-
-    pred, target = joints(pred_rotmat), joints(target_rotmat)
+    pred = _pelvis_aligned_joints(body_model, jnp.asarray(pred_rotmat))
+    target = _pelvis_aligned_joints(body_model, jnp.asarray(target_rotmat))
     return 1000 * float(metrics.mpjpe(pred, target).mean()), 1000 * float(metrics.pa_mpjpe(pred, target).mean())
+
+
+@jax.jit
+def _pelvis_aligned_joints(body_model, rotmat: jax.Array) -> jax.Array:
+    """float[N, 24, 3] metres, pelvis at the origin, of bodies of mean shape posed by rotmat float[N, 24, 3, 3]."""
+    out = body_model(betas=jnp.zeros((rotmat.shape[0], 10)), global_orient=rotmat[:, :1], body_pose=rotmat[:, 1:])
+    joints = out.joints[:, :24]
+    return joints - joints[:, :1]
 
 
 def score(model: ChatModel, body_model, heldout: HeldOut, mean_pose: np.ndarray) -> dict:

@@ -16,6 +16,7 @@ The LoRA tree mirrors it (lora.py). `apply(config, params, lora_params, ...)` ru
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -201,8 +202,20 @@ def abstract_variables(config: ModelConfig) -> tuple[dict, dict]:
 
     Returns:
       shapes: a tree of `jax.ShapeDtypeStruct`; axes: the same tree of `PartitionSpec`s whose
-      entries are logical axis names.
+      entries are logical axis names. Fresh containers on every call (the trace behind them is
+      done once per config), so callers may change them.
     """
+    shapes, axes = _traced_variables(config)
+    return jax.tree.map(lambda x: x, shapes), jax.tree.map(lambda x: x, axes, is_leaf=_is_spec)
+
+
+def _is_spec(x) -> bool:
+    return isinstance(x, jax.sharding.PartitionSpec)
+
+
+@functools.lru_cache(maxsize=16)
+def _traced_variables(config: ModelConfig) -> tuple[dict, dict]:
+    """abstract_variables' trace of the model's init (half a second for the tiny model), once per config."""
     boxed = jax.eval_shape(lambda r: _init_boxed(config, r), jax.random.key(0))
     return nn.unbox(boxed), nn.get_partition_spec(boxed)
 
