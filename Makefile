@@ -34,8 +34,8 @@ test: lint
 	$(VENV)/bin/pytest tests $(PYTEST_ARGS)
 
 # While working: every test but those marked slow (multi-process runs, TPU compiles, trainings, end-to-end
-# runs). On two idle cores with the compile cache of an earlier run (tests/conftest.py): 2.4 minutes (527
-# tests), against 7.7-8.0 for `make test`, which still runs them all (594 tests).
+# runs). On two idle cores with the compile cache of an earlier run (tests/conftest.py): 2.4 minutes (528
+# tests), against 7.6 for `make test`, which still runs them all (596 tests).
 test-fast: $(STAMP)
 	$(VENV)/bin/pytest tests $(PYTEST_ARGS) -m "not slow"
 

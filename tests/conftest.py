@@ -56,24 +56,26 @@ def pytest_configure(config):
     jax.config.update("jax_compilation_cache_max_size", XLA_CACHE_BYTES)
 
 
-# The files that take longest (seconds of `pytest --durations=0` on two busy cores, summed per file), longest
-# first. `make test` hands whole files to its two workers in collection order (`--dist loadfile
-# --no-loadscope-reorder`); starting with these keeps one worker from being left with a long file while the
-# other has finished (one worker 100 s longer than the other before, 3 s after).
+# The files that take longest (seconds of `pytest --durations=0` on two busy cores, summed per file, in the
+# last measured run), in the order that run used: the longest first, roughly (the 7B compile, a subprocess,
+# starts beside the ablation's in-process training). `make test` hands whole files to its two workers in
+# collection order (`--dist loadfile --no-loadscope-reorder`); starting with these keeps one worker from
+# being left with a long file while the other has finished (one worker 100 s longer than the other before
+# this order, 5 s in the last run: 433 / 428 s busy).
 LONGEST_FIRST = (
-    "test_aot_llava15.py",  # 126
-    "test_ablate.py",  # 75
-    "test_aot.py",  # 73
-    "test_train_loop.py",  # 73
-    "test_eval_cli.py",  # 54
-    "test_train_two_processes.py",  # 40
-    "test_retrieval.py",  # 37
-    "test_body_model.py",  # 37
-    "test_chat.py",  # 37
-    "test_train_step.py",  # 35
-    "test_attention_kernels.py",  # 29
-    "test_web.py",  # 27
-    "test_relative_paths.py",  # 19
+    "test_aot_llava15.py",  # 95
+    "test_ablate.py",  # 100
+    "test_aot.py",  # 90
+    "test_train_loop.py",  # 61
+    "test_eval_cli.py",  # 82
+    "test_train_two_processes.py",  # 37
+    "test_retrieval.py",  # 18
+    "test_body_model.py",  # 33
+    "test_chat.py",  # 30
+    "test_train_step.py",  # 29
+    "test_attention_kernels.py",  # 25
+    "test_web.py",  # 20
+    "test_relative_paths.py",  # 16
 )
 
 
