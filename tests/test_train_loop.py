@@ -151,3 +151,17 @@ def test_a_resumed_lora_run_keeps_its_pretrained_base(tmp_path_factory):
         frozen = jax.tree.map(np.asarray, trainer.frozen)
         assert set(frozen) == set(want) - {"pose_head"}, (resuming, sorted(frozen))
         jax.tree.map(np.testing.assert_array_equal, frozen, {name: want[name] for name in frozen})
+
+    # Loaded for chat or export, the run's checkpoint joins the same base to what it trained.
+    from chatpose_jax.train import checkpoint as ckpt
+    from chatpose_jax.train.trained_model import load_trained
+
+    workdir = tmp_path_factory.mktemp("saved")
+    manager = ckpt.make_manager(str(workdir), keep=None, async_save=False)
+    ckpt.save(manager, 1, trainer.state, {}, ckpt.experiment_to_json(experiment))
+    manager.close()
+    loaded = jax.tree.map(np.asarray, load_trained(str(workdir)).params)
+    jax.tree.map(np.testing.assert_array_equal, {name: loaded[name] for name in frozen}, frozen)
+    np.testing.assert_array_equal(
+        loaded["pose_head"]["fc1"]["kernel"], trainer.state.trainable["params"]["pose_head"]["fc1"]["kernel"]
+    )

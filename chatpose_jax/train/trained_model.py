@@ -72,9 +72,11 @@ def find_tokenizer_dir(*candidates: str | None) -> str | None:
 
 
 def _frozen_base(experiment: Experiment, mesh) -> dict:
-    """The frozen half of the run's params on `mesh`, as training built it."""
-    params, lora = place_params(experiment, mesh, *load_initial_params(experiment, mesh), experiment.train.seed)
-    frozen, _ = state_lib.split_params(params, lora, experiment.train.trainable, new_token_ids(experiment))
+    """The frozen half of the run's params on `mesh`, as training built it (its LoRA is never made)."""
+    params, _ = load_initial_params(experiment, mesh)  # on `mesh` already
+    if params is None:  # the run started from its seed's random init
+        params, _ = place_params(experiment, mesh, seed=experiment.train.seed)
+    frozen, _ = state_lib.split_params(params, {}, experiment.train.trainable, new_token_ids(experiment))
     return frozen
 
 
