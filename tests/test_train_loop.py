@@ -165,3 +165,30 @@ def test_a_resumed_lora_run_keeps_its_pretrained_base(tmp_path_factory):
     np.testing.assert_array_equal(
         loaded["pose_head"]["fc1"]["kernel"], trainer.state.trainable["params"]["pose_head"]["fc1"]["kernel"]
     )
+
+
+def test_samples_the_pipeline_dropped_are_logged_and_warned_once(caplog):
+    from chatpose_jax.train.loop import _report_dropped
+
+    class Source:
+        counts = {"pose_truncated": 3}
+
+        def dropped(self):
+            return dict(self.counts)
+
+    source, warned = Source(), set()
+    first, later = {}, {}
+    with caplog.at_level("WARNING"):
+        _report_dropped(source, first, warned, 168)
+        source.counts = {"pose_truncated": 7, "too_many_poses": 1}
+        _report_dropped(source, later, warned, 168)
+    assert first == {"dropped_pose_truncated": 3.0}
+    assert later == {"dropped_pose_truncated": 7.0, "dropped_too_many_poses": 1.0}
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "the input pipeline dropped 3 samples so far (pose_truncated): raise train.max_text_length (now 168)",
+        "the input pipeline dropped 1 samples so far (too_many_poses)",
+    ], messages
+    plain = {}
+    _report_dropped(object(), plain, set(), 168)  # a source without dropped(): nothing added
+    assert plain == {}

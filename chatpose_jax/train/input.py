@@ -99,6 +99,10 @@ class PipelineSource:
     def __next__(self) -> dict:
         return self._pipeline.global_batch(next(self.iterator), self.mesh)
 
+    def dropped(self) -> dict[str, int]:
+        """{reason: samples this host's tokenizer left out so far} (e.g. 'pose_truncated')."""
+        return self.iterator.dropped
+
     def state(self) -> dict:
         mine = self.iterator.state()
         if jax.process_count() == 1:

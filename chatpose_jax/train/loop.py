@@ -49,8 +49,21 @@ def _check_lengths(metrics: dict, step: int, max_text_length: int, workdir: str)
         )
 
 
+def _report_dropped(source, host: dict, warned: set[str], max_text_length: int) -> None:
+    """Adds the samples the source's tokenizer dropped so far on this host (`dropped_REASON`, counts) to the
+    logged metrics, and warns once per reason: a dropped sample is data the run never sees."""
+    dropped = getattr(source, "dropped", None)
+    for reason, count in (dropped() if callable(dropped) else {}).items():
+        host[f"dropped_{reason}"] = float(count)
+        if reason not in warned:
+            warned.add(reason)
+            advice = f": raise train.max_text_length (now {max_text_length})" if reason == "pose_truncated" else ""
+            logging.warning("the input pipeline dropped %d samples so far (%s)%s", count, reason, advice)
+
+
 class BatchSource(Protocol):
-    """Global batches as sharded jax.Arrays, with a resumable position."""
+    """Global batches as sharded jax.Arrays, with a resumable position (and, optionally, `dropped()`:
+    {reason: samples the tokenizer left out so far on this host})."""
 
     def __next__(self) -> dict: ...
 
@@ -166,6 +179,7 @@ def train_and_evaluate(
         with _Preemption() as preemption:
             window_start, window_steps = time.perf_counter(), 0
             previous = None
+            warned_drops: set[str] = set()
             for step in range(start, cfg.num_steps):
                 batch = next(source)
                 metrics = trainer.step(batch)
@@ -189,6 +203,7 @@ def train_and_evaluate(
                     host["step_time_s"] = step_time
                     host.update(task.throughput(experiment, batch, step_time, peak))
                     host["nonfinite_total"] = float(jax.device_get(trainer.state.nonfinite_total))
+                    _report_dropped(source, host, warned_drops, cfg.max_text_length)
                     writer.write(done, host)
                     last = host
                     window_start, window_steps = time.perf_counter(), 0
