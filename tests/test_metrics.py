@@ -77,3 +77,20 @@ def test_lsp14_joints_from_h36m_regressor(tmp_path):
         metrics.load_h36m_regressor(path, num_vertices=10475)
     with pytest.raises(ValueError, match=r"h36m_regressor has shape \(17, 6890\); expected \(17, 100\)"):
         metrics.lsp14_joints(np.zeros((1, 100, 3)), regressor)
+
+
+def test_demo_heldout_errors_are_zero_for_the_same_body_and_procrustes_removes_a_turn():
+    # The demo's held-out scorer (chatpose_jax.demo.heldout): the same pose scores 0; a pose turned about the
+    # vertical as a whole scores MPJPE > 0 but PA-MPJPE ~0 (Procrustes takes the rotation out).
+    from chatpose_jax.demo.heldout import pose_errors_mm
+
+    model = load_body_model(model_file("smpl"))
+    rng = np.random.default_rng(0)
+    rotmat = Rotation.from_rotvec(0.3 * rng.normal(size=(4 * 24, 3))).as_matrix().reshape(4, 24, 3, 3)
+    turned = rotmat.copy()
+    turned[:, 0] = Rotation.from_euler("y", 90, degrees=True).as_matrix() @ rotmat[:, 0]
+    assert pose_errors_mm(model, rotmat.astype(np.float32), rotmat.astype(np.float32)) == pytest.approx(
+        (0, 0), abs=1e-3
+    )
+    mpjpe, pa = pose_errors_mm(model, turned.astype(np.float32), rotmat.astype(np.float32))
+    assert mpjpe > 50 and pa < 0.5, (mpjpe, pa)
