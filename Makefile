@@ -35,7 +35,7 @@ test: lint
 
 # While working: every test but those marked slow (multi-process runs, TPU compiles, trainings, end-to-end
 # runs). On two idle cores with the compile cache of an earlier run (tests/conftest.py): 2.4 minutes (528
-# tests), against 7.6-8.5 for `make test` (three runs of this code), which still runs them all (597 tests).
+# tests), against 7.6-8.5 for `make test` (five runs of this code), which still runs them all (598 tests).
 test-fast: $(STAMP)
 	$(VENV)/bin/pytest tests $(PYTEST_ARGS) -m "not slow"
 
