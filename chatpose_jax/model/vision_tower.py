@@ -136,10 +136,11 @@ class VisionTower(nn.Module):
         return hidden
 
     def _scanned_layers(self, x: jax.Array, index: int, layer_args: tuple) -> tuple[jax.Array, jax.Array]:
-        """(last output, output of layer `index`) of the stacked `layers`; float[B, N, D] each.
+        """(output of the last layer run, output of layer `index`) of the stacked `layers`; float[B, N, D] each.
 
-        Init creates all `num_layers` layers with `nn.scan`; the forward scans the first `index` of
-        the stacked params only (LLaVA-1.5 reads layer 23 of 24), each one the same layer module.
+        Init creates and runs all `num_layers` layers with `nn.scan` (the first output then feeds the
+        post-layernorm); the forward scans the first `index` of the stacked params only (LLaVA-1.5
+        reads layer 23 of 24), so both outputs are layer `index`'s.
         """
         if self.is_initializing():
             scanned = nn.scan(
